@@ -1,0 +1,158 @@
+"""LogScaleConfig: which β_n scheme, with which parameters, on which layers; and where L comes from."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .schemes import CustomScheme, Scheme, get_scheme
+
+__all__ = ["LogScaleConfig", "scale_factors", "resolve_train_len", "format_params"]
+
+_PLACEHOLDER_L = 4096  # used only to validate parameters before the model's own L is known
+
+
+@dataclass(frozen=True)
+class LogScaleConfig:
+    """A β_n setting: ``scheme`` (a registered name or a callable ``n -> s(n)``), its ``params``, the training
+    length ``train_len`` (``None``: read from the model config when patching) and an optional ``layers``
+    selection (indices, or a predicate on the layer index).
+
+    >>> LogScaleConfig(scheme="critical", train_len=4096, params={"tau": 0.5})
+    """
+
+    scheme: str | Callable[[torch.Tensor], torch.Tensor] = "none"
+    train_len: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    layers: tuple[int, ...] | Callable[[int], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if callable(self.scheme) and not isinstance(self.scheme, str):
+            if self.params:
+                raise ValueError("`params` cannot be combined with a callable scheme; close over them instead")
+        else:
+            cls = get_scheme(self.scheme)
+            known = {f.name for f in cls.params()} - {"train_len"}
+            for key in self.params:
+                if key == "train_len":
+                    raise ValueError("pass `train_len` as its own argument, not inside `params`")
+                if key not in known:
+                    close = difflib.get_close_matches(key, known, n=2)
+                    hint = f" Did you mean {', '.join(close)}?" if close else ""
+                    accepted = ", ".join(sorted(known)) or "none"
+                    raise ValueError(f"{self.scheme}: unknown parameter {key!r}.{hint} Accepted: {accepted}")
+            # Validate values now, with the real L if given: errors surface at construction, not at patch time.
+            self.build(self.train_len if self.train_len is not None else _PLACEHOLDER_L)
+        object.__setattr__(self, "params", dict(self.params))
+        if self.layers is not None and not callable(self.layers):
+            layers = tuple(self.layers)
+            bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool) or i < 0]
+            if bad or not layers:
+                raise ValueError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {list(layers)!r}")
+            object.__setattr__(self, "layers", tuple(sorted(set(layers))))
+
+    @property
+    def is_custom(self) -> bool:
+        return not isinstance(self.scheme, str)
+
+    @property
+    def scheme_name(self) -> str:
+        return "custom" if self.is_custom else self.scheme
+
+    def build(self, train_len: int | None = None) -> Scheme:
+        """The scheme object for a concrete ``train_len`` (this config's own ``train_len`` wins)."""
+        L = self.train_len if self.train_len is not None else train_len
+        if self.is_custom:
+            return CustomScheme(train_len=L, fn=self.scheme)
+        cls = get_scheme(self.scheme)
+        if cls.uses_train_len and L is None:
+            raise ValueError(
+                f"{self.scheme}: `train_len` (L) is unknown; pass train_len=... or patch a model whose config has "
+                "max_position_embeddings"
+            )
+        return cls(train_len=L if cls.uses_train_len else None, **self.params)
+
+    def with_train_len(self, train_len: int) -> LogScaleConfig:
+        return dataclasses.replace(self, train_len=train_len)
+
+    @property
+    def spec(self) -> str:
+        """The variant-grammar form, e.g. ``critical:tau=0.5`` (``train_len`` only when set explicitly)."""
+        items = dict(self.params)
+        if self.train_len is not None:
+            items = {"train_len": self.train_len, **items}
+        return self.scheme_name + (":" + format_params(items) if items else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.is_custom:
+            raise ValueError(
+                "a callable scheme cannot be serialised; register a Scheme subclass (see README) to save or "
+                "share this patch"
+            )
+        layers = list(self.layers) if isinstance(self.layers, tuple) else None
+        if callable(self.layers):
+            raise ValueError("a `layers` predicate cannot be serialised; pass a list of layer indices instead")
+        return {"layers": layers, "params": dict(self.params), "scheme": self.scheme, "train_len": self.train_len}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LogScaleConfig:
+        unknown = set(data) - {"layers", "params", "scheme", "train_len"}
+        if unknown:
+            raise ValueError(f"unknown LogScaleConfig field(s): {', '.join(sorted(unknown))}")
+        layers = data.get("layers")
+        return cls(
+            scheme=data.get("scheme", "none"),
+            train_len=data.get("train_len"),
+            params=data.get("params") or {},
+            layers=tuple(layers) if layers is not None else None,
+        )
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={_fmt(v)}" for k, v in params.items())
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (list, tuple)):
+        return "[" + " ".join(map(str, v)) + "]"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def scale_factors(cfg: LogScaleConfig | Scheme, n: torch.Tensor | int | float | list) -> torch.Tensor:
+    """s(n) for key counts ``n`` as a float64 tensor (the model multiplies in float32, or float64 for float64
+    models). ``cfg`` needs an explicit ``train_len`` when its scheme uses L."""
+    scheme = cfg if isinstance(cfg, Scheme) else cfg.build()
+    n = torch.as_tensor(n, dtype=torch.float64)
+    if (n < 1).any():
+        raise ValueError(f"key counts `n` must be ≥ 1, got min {n.min().item():g}")
+    return scheme(n)
+
+
+def resolve_train_len(model_config: Any) -> tuple[int, str]:
+    """The model's training context length and where it came from (DESIGN §3): the rope parameters'
+    ``original_max_position_embeddings`` if present, else ``max_position_embeddings``."""
+    from .rope import rope_params
+
+    for key, params in _flat_rope_dicts(rope_params(model_config)):
+        orig = params.get("original_max_position_embeddings")
+        if orig:
+            return int(orig), f"config {key}.original_max_position_embeddings"
+    mpe = getattr(model_config, "max_position_embeddings", None)
+    if mpe:
+        return int(mpe), "config max_position_embeddings"
+    raise ValueError("the model config has no max_position_embeddings; pass train_len explicitly (--train-len N)")
+
+
+def _flat_rope_dicts(params: Mapping[str, Any] | None) -> list[tuple[str, Mapping[str, Any]]]:
+    if not params:
+        return []
+    if all(isinstance(v, Mapping) for v in params.values()):
+        return [(f"rope[{k}]", v) for k, v in params.items()]
+    return [("rope", params)]

@@ -1,0 +1,166 @@
+"""Loading models and tokenizers (hub id, local folder, patched folder) and saving patched models.
+
+A *patched folder* is small, like a PEFT adapter: ``logscale_config.json`` names the base model (and revision)
+and the variant, and holds no weights. A *merged folder* is ``save_pretrained`` of a patched model: full weights,
+tokenizer, and a config whose ``logscale`` entry carries the patch. ``load`` restores base + RoPE + patch for
+both, and for a plain checkpoint applies ``variant`` if given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from . import __version__
+from .patching import CONFIG_KEY, patch, patch_state
+from .variants import Variant, as_variant
+
+__all__ = ["load", "save_patched", "ADAPTER_FILE", "DTYPES"]
+
+ADAPTER_FILE = "logscale_config.json"
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "float64": torch.float64}
+
+
+def _dtype(dtype: str | torch.dtype | None) -> Any:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def _read_adapter(model_id: str, revision: str | None) -> dict[str, Any] | None:
+    """The patched-folder config: local folder first, then the hub (quietly absent offline)."""
+    local = Path(model_id) / ADAPTER_FILE
+    if local.is_file():
+        return json.loads(local.read_text())
+    if Path(model_id).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(model_id, ADAPTER_FILE, revision=revision)).read_text())
+    except Exception:  # not a patched repo, no network, or no such repo: the plain-model path reports it
+        return None
+
+
+def load(
+    model: str | os.PathLike | None = None,
+    variant: Variant | str | None = None,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    device_map: str | dict | None = None,
+    attn_implementation: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[torch.nn.Module, Any]:
+    """Load ``(model, tokenizer)`` from a hub id, a local folder, a patched folder or a merged folder, restoring
+    any saved patch, then apply ``variant`` (which replaces a saved one). Weights load as safetensors; remote code
+    runs only with ``trust_remote_code=True``. The tokenizer is ``None`` (with a warning) if the folder has none.
+    """
+    if model is None:
+        raise ValueError("no model given: pass a hub id (e.g. Qwen/Qwen2.5-0.5B) or a local folder")
+    model_id = str(model)
+    kwargs = dict(dtype=_dtype(dtype), device_map=device_map, attn_implementation=attn_implementation,
+                  trust_remote_code=trust_remote_code)
+    adapter = _read_adapter(model_id, revision)
+    if adapter is not None:
+        base = adapter.get("base_model_name_or_path")
+        if not base:
+            raise ValueError(f"{model_id}/{ADAPTER_FILE}: missing `base_model_name_or_path`")
+        net, tok = _load_plain(base, adapter.get("revision"), kwargs)
+        saved = Variant.from_dict(adapter["variant"])
+        expected = adapter.get("base_model_type")
+        if expected and expected != net.config.model_type:
+            warnings.warn(f"{model_id} was made for a {expected} model but {base} is {net.config.model_type}",
+                          stacklevel=2)
+        patch(net, saved)
+    else:
+        net, tok = _load_plain(model_id, revision, kwargs)
+        entry = getattr(net.config, CONFIG_KEY, None)
+        if entry:
+            _restore_from_config(net, entry)
+    if device is not None and device_map is None:
+        net.to(device)
+    if variant is not None:
+        patch(net, as_variant(variant))
+    net.eval()
+    return net, tok
+
+
+def _load_plain(model_id: str, revision: str | None, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        net = AutoModelForCausalLM.from_pretrained(
+            model_id, revision=revision, use_safetensors=True, **{k: v for k, v in kwargs.items() if v is not None}
+        )
+    except OSError as err:
+        raise ValueError(f"cannot load model {model_id!r}: {str(err).splitlines()[0]}") from err
+    try:
+        tok = AutoTokenizer.from_pretrained(model_id, revision=revision,
+                                            trust_remote_code=kwargs.get("trust_remote_code", False))
+    except (OSError, ValueError, TypeError) as err:
+        warnings.warn(f"{model_id}: no usable tokenizer ({str(err).splitlines()[0]}); returning None", stacklevel=3)
+        tok = None
+    return net, tok
+
+
+def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:
+    """A ``save_pretrained`` of a patched model: its config already carries the RoPE change; re-apply the rest."""
+    saved = Variant.from_dict(entry["variant"])
+    rope_base = entry.get("rope_base") or {}
+    adopt = {
+        "train_len": saved.scale.train_len,
+        "train_len_source": entry.get("train_len_source", "saved"),
+        "rope_base": rope_base.get("base_rope"),
+        "base_max_position_embeddings": rope_base.get("base_max_position_embeddings"),
+    }
+    delattr(net.config, CONFIG_KEY)
+    patch(net, saved, _adopt=adopt)
+
+
+def save_patched(model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: Any = None, *,
+                 merge: bool = False) -> Path:
+    """Write a patched folder (small: base reference + variant) or, with ``merge``, full weights + tokenizer +
+    a config carrying the patch. Both load back with ``hf_logscale.load(out_dir)``."""
+    state = patch_state(model)
+    if state is None:
+        raise ValueError("the model is not patched; patch it before saving")
+    out = Path(out_dir)
+    if merge:
+        model.save_pretrained(out, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(out)
+        return out
+    base = getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
+    if not base:
+        raise ValueError("the model has no base name or path to refer to; save it first, or use merge=True")
+    if Path(base).exists():
+        base = str(Path(base).resolve())
+    entry = state.config_entry()
+    data = {
+        "base_model_name_or_path": base,
+        "base_model_type": model.config.model_type,
+        "hf_logscale_version": __version__,
+        "revision": getattr(model.config, "_commit_hash", None),
+        "spec": entry["spec"],
+        "train_len_source": entry["train_len_source"],
+        "transformers_version": transformers.__version__,
+        "variant": entry["variant"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (ADAPTER_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out / ADAPTER_FILE)
+    return out
+
+

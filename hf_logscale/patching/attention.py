@@ -1,0 +1,129 @@
+"""The attention-function wrapper: multiply the query by s(n) and delegate to the original backend.
+
+One wrapper per backend is registered through transformers' public ``AttentionInterface`` as
+``logscale_<backend>``, together with the backend's own mask function (without it transformers silently builds
+no mask). The wrapper itself holds no settings: each patched attention module carries a ``LayerScale`` that
+points at its model's ``ScaleState``, so two models in one process never share a scheme, and modules without one
+(unselected layers) run unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from ..schemes import Scheme
+
+__all__ = ["ScaleState", "LayerScale", "LAYER_ATTR", "backend_name", "register_backend"]
+
+LAYER_ATTR = "_hf_logscale_layer"
+PREFIX = "logscale_"
+
+
+class ScaleState:
+    """Per-model scaling state shared by its patched layers.
+
+    Scales depend only on ``position_ids`` and the layer's window, so they are computed once per forward and
+    window (the same ``position_ids`` tensor reaches every layer) and reused by the other layers.
+    """
+
+    def __init__(self, scheme: Scheme):
+        self.scheme = scheme
+        self._cache: dict[Any, tuple[torch.Tensor, int, torch.Tensor]] = {}
+        self.probe: dict[int, torch.Tensor] | None = None  # layer -> scales seen, only while verifying
+
+    def scales(self, position_ids: torch.Tensor | None, window: int | None, q_len: int, kv_len: int,
+               device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """s(n) as ``[B or 1, Tq]`` in ``dtype``, n = position + 1 clipped to the window."""
+        if position_ids is None:
+            # Callers always pass position_ids through the decoder layers; without them assume no padding.
+            position_ids = torch.arange(kv_len - q_len, kv_len, device=device)[None]
+        if position_ids.ndim != 2 or position_ids.shape[-1] != q_len:
+            raise ValueError(
+                f"hf-logscale expects position_ids shaped [batch, {q_len}], got {tuple(position_ids.shape)} "
+                "(multi-axis rope positions are not supported)"
+            )
+        key = (window, dtype, device)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is position_ids and hit[1] == position_ids._version:
+            return hit[2]
+        # float64 for the formula (MPS has none): rounding once to float32 keeps Qwen's table bit for bit.
+        exact = torch.float32 if device.type == "mps" else torch.float64
+        n = position_ids.to(device=device, dtype=exact) + 1.0
+        if window is not None:
+            n = n.clamp(max=float(window))
+        s = self.scheme(n).to(dtype)
+        self._cache[key] = (position_ids, position_ids._version, s)
+        return s
+
+
+class LayerScale:
+    """Attached to one attention module: applies its model's ``ScaleState`` to that layer's queries."""
+
+    def __init__(self, state: ScaleState, layer_idx: int):
+        self.state = state
+        self.layer_idx = layer_idx
+
+    def __call__(self, query: torch.Tensor, position_ids: torch.Tensor | None, window: int | None,
+                 kv_len: int) -> torch.Tensor:
+        # query [B, H, Tq, D]; multiply in float32 (float64 for float64 models), cast back once.
+        dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+        if self.state.scheme.identity and self.state.probe is None:
+            return query
+        s = self.state.scales(position_ids, window, query.shape[-2], kv_len, query.device, dtype)
+        if self.state.probe is not None:
+            self.state.probe[self.layer_idx] = s.detach().to("cpu", torch.float64)
+        if self.state.scheme.identity:
+            return query
+        return (query.to(dtype) * s[:, None, :, None]).to(query.dtype)
+
+
+_EAGER: dict[type, Callable] = {}
+
+
+def _eager_for(module: torch.nn.Module) -> Callable:
+    """``eager`` is not in the registry: each modeling file has its own ``eager_attention_forward``."""
+    cls = type(module)
+    fn = _EAGER.get(cls)
+    if fn is None:
+        fn = _EAGER[cls] = sys.modules[cls.__module__].eager_attention_forward
+    return fn
+
+
+def _make_wrapper(base: str) -> Callable:
+    def logscale_attention(module, query, key, value, attention_mask, *args, **kwargs):
+        layer = getattr(module, LAYER_ATTR, None)
+        if layer is not None:
+            query = layer(query, kwargs.get("position_ids"), kwargs.get("sliding_window"), key.shape[-2])
+        inner = _eager_for(module) if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
+        return inner(module, query, key, value, attention_mask, *args, **kwargs)
+
+    logscale_attention.__name__ = f"{PREFIX}{base}"
+    return logscale_attention
+
+
+def backend_name(base: str) -> str:
+    return f"{PREFIX}{base}"
+
+
+def register_backend(base: str) -> str:
+    """Register ``logscale_<base>`` (attention + mask function) once per process; return its name."""
+    if base.startswith(PREFIX):
+        raise ValueError(f"attention implementation {base!r} is already a logscale wrapper")
+    if base not in ALL_MASK_ATTENTION_FUNCTIONS or (base != "eager" and base not in ALL_ATTENTION_FUNCTIONS):
+        known = sorted(set(ALL_MASK_ATTENTION_FUNCTIONS.keys()))
+        raise ValueError(
+            f"attention implementation {base!r} is not supported by hf-logscale; load the model with one of "
+            f"{', '.join(known)} (attn_implementation=...)"
+        )
+    name = backend_name(base)
+    if name not in ALL_ATTENTION_FUNCTIONS:
+        AttentionInterface.register(name, _make_wrapper(base))
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    return name

@@ -1,0 +1,197 @@
+"""patch / unpatch / patched: install a variant on one model instance, reversibly and loudly."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import transformers
+
+from .. import __version__
+from ..config import LogScaleConfig, resolve_train_len
+from ..rope import RopeState, adopt_rope, apply_rope, restore_rope
+from ..schemes import Scheme
+from ..variants import Variant, as_variant
+from .attention import LAYER_ATTR, PREFIX, LayerScale, ScaleState, register_backend
+from .families import attention_layers
+
+__all__ = ["patch", "unpatch", "patched", "is_patched", "patch_state", "PatchState", "CONFIG_KEY"]
+
+MODEL_ATTR = "_hf_logscale"
+CONFIG_KEY = "logscale"  # the entry in model.config (and config.json after save_pretrained)
+_MIN_TRANSFORMERS = (4, 57)
+
+
+@dataclass
+class PatchState:
+    """Everything a patch changed on a model, and what it resolved (train length and its source)."""
+
+    variant: Variant
+    scheme: Scheme
+    train_len: int
+    train_len_source: str
+    base_impl: str
+    impl: str
+    layers: list[int]
+    rope: RopeState | None
+    scale: ScaleState
+
+    def config_entry(self) -> dict[str, Any]:
+        """The ``logscale`` entry written into the model config; ``hf_logscale.load`` re-applies it."""
+        variant = replace(self.variant, scale=self.variant.scale.with_train_len(self.train_len))
+        data = variant.to_dict()
+        data["scale"]["layers"] = self.layers
+        return {
+            "hf_logscale_version": __version__,
+            "rope_base": self.rope.to_dict() if self.rope else None,
+            "spec": self.variant.label,
+            "train_len_source": self.train_len_source,
+            "variant": data,
+        }
+
+
+def _check_transformers() -> None:
+    version = tuple(int(x) for x in transformers.__version__.split(".")[:2])
+    if version < _MIN_TRANSFORMERS:
+        raise RuntimeError(
+            f"hf-logscale needs transformers ≥ 4.57, found {transformers.__version__}; "
+            "upgrade with `pip install -U transformers`"
+        )
+
+
+def is_patched(model: torch.nn.Module) -> bool:
+    return getattr(model, MODEL_ATTR, None) is not None
+
+
+def patch_state(model: torch.nn.Module) -> PatchState | None:
+    return getattr(model, MODEL_ATTR, None)
+
+
+def patch(
+    model: torch.nn.Module,
+    cfg: Variant | LogScaleConfig | str,
+    *,
+    layers: Sequence[int] | None = None,
+    _adopt: dict[str, Any] | None = None,
+) -> torch.nn.Module:
+    """Install ``cfg`` (a ``LogScaleConfig``, a ``Variant`` or a variant string such as ``yarn:factor=4+logn``) on
+    ``model`` in place and return it. A model already patched is first restored, so patches never stack.
+
+    ``layers`` narrows the patched attention layers (default: the config's selection, else all).
+    """
+    _check_transformers()
+    variant = as_variant(cfg)
+    if layers is not None:
+        variant = replace(variant, scale=replace(variant.scale, layers=tuple(layers)))
+    all_layers = attention_layers(model)  # raises for unsupported architectures
+    selected = _select(all_layers, variant.scale.layers)
+    if is_patched(model):
+        unpatch(model)
+    elif _adopt is None and getattr(model.config, CONFIG_KEY, None):
+        warnings.warn(
+            "this model's config carries a `logscale` entry from a saved patched model, but no patch is active; "
+            "load it with hf_logscale.load() to restore that patch. Patching over it now.",
+            stacklevel=2,
+        )
+
+    # L comes from the base config, before any RoPE change rewrites max_position_embeddings.
+    if variant.scale.train_len is not None:
+        train_len, source = variant.scale.train_len, "given"
+    elif _adopt is not None:
+        train_len, source = _adopt["train_len"], _adopt["train_len_source"]
+    else:
+        train_len, source = resolve_train_len(model.config)
+    scheme = variant.scale.build(train_len)
+
+    base_impl = model.config._attn_implementation
+    impl = register_backend(base_impl)
+    rope_state: RopeState | None = None
+    if variant.rope is not None:
+        if _adopt is not None:
+            rope_state = adopt_rope(model, variant.rope, _adopt["rope_base"], _adopt["base_max_position_embeddings"])
+        else:
+            rope_state = apply_rope(model, variant.rope, train_len)
+    try:
+        model.set_attn_implementation(impl)
+        if model.config._attn_implementation != impl:
+            raise ValueError(f"{type(model).__name__} did not accept attn_implementation={impl!r}")
+    except Exception:
+        if rope_state is not None and _adopt is None:
+            restore_rope(model, rope_state)
+        raise
+
+    scale = ScaleState(scheme)
+    for idx, module in selected:
+        setattr(module, LAYER_ATTR, LayerScale(scale, idx))
+    state = PatchState(
+        variant=variant,
+        scheme=scheme,
+        train_len=train_len,
+        train_len_source=source,
+        base_impl=base_impl,
+        impl=impl,
+        layers=[idx for idx, _ in selected],
+        rope=rope_state,
+        scale=scale,
+    )
+    setattr(model, MODEL_ATTR, state)
+    if not variant.scale.is_custom and not callable(variant.scale.layers):
+        setattr(model.config, CONFIG_KEY, state.config_entry())
+    elif hasattr(model.config, CONFIG_KEY):
+        delattr(model.config, CONFIG_KEY)
+    return model
+
+
+def _select(layers: list[tuple[int, torch.nn.Module]], selection: Any) -> list[tuple[int, torch.nn.Module]]:
+    if selection is None:
+        return layers
+    if callable(selection):
+        chosen = [(i, m) for i, m in layers if selection(i)]
+        if not chosen:
+            raise ValueError("the `layers` predicate selected no attention layer; nothing would be patched")
+        return chosen
+    present = {i for i, _ in layers}
+    missing = sorted(set(selection) - present)
+    if missing:
+        raise ValueError(
+            f"layer(s) {', '.join(map(str, missing))} do not exist; the model has {len(layers)} attention layers "
+            f"(0–{max(present)})"
+        )
+    return [(i, m) for i, m in layers if i in set(selection)]
+
+
+def unpatch(model: torch.nn.Module) -> torch.nn.Module:
+    """Restore the exact original: attention implementation, rotary modules, rope parameters, config."""
+    state = patch_state(model)
+    if state is None:
+        raise ValueError(f"{type(model).__name__} is not patched by hf-logscale; nothing to unpatch")
+    for module in model.modules():
+        if hasattr(module, LAYER_ATTR):
+            delattr(module, LAYER_ATTR)
+    model.set_attn_implementation(state.base_impl)
+    if state.rope is not None:
+        restore_rope(model, state.rope)
+    if hasattr(model.config, CONFIG_KEY):
+        delattr(model.config, CONFIG_KEY)
+    delattr(model, MODEL_ATTR)
+    if model.config._attn_implementation.startswith(PREFIX):
+        raise RuntimeError("unpatch failed to restore the attention implementation")
+    return model
+
+
+@contextlib.contextmanager
+def patched(model: torch.nn.Module, cfg: Variant | LogScaleConfig | str, **kwargs: Any) -> Iterator[torch.nn.Module]:
+    """Patch for the duration of a ``with`` block; on exit (also on error) restore the previous state, including
+    a patch that was active before."""
+    previous = patch_state(model)
+    patch(model, cfg, **kwargs)
+    try:
+        yield model
+    finally:
+        unpatch(model)
+        if previous is not None:
+            patch(model, previous.variant)

@@ -1,0 +1,159 @@
+"""What a patch did (``describe``) and proof that it is live (``verify``): data only, the CLI renders it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..rope import attention_factor, rope_params
+from .families import attention_layers, layer_window
+from .install import PatchState, patch_state
+
+__all__ = ["PatchReport", "VerifyReport", "describe", "verify", "TABLE_MULTIPLES"]
+
+TABLE_MULTIPLES = (0.5, 1, 2, 4, 8, 16)
+
+
+@dataclass
+class PatchReport:
+    architecture: str
+    model_type: str
+    attn_implementation: str
+    variant: str
+    scheme: str
+    num_layers: int
+    patched_layers: list[int]
+    windows: dict[int, int | None]  # patched layer -> sliding window (None: full attention)
+    train_len: int
+    train_len_source: str
+    rope: str  # the rope type now in the config
+    rope_attention_factor: float  # multiplies cos and sin; logits scale by its square
+    rows: list[dict[str, float]] = field(default_factory=list)  # n, s(n) per window, effective multiplier
+
+    @property
+    def compounding(self) -> bool:
+        return abs(self.rope_attention_factor - 1.0) > 1e-12
+
+
+def _state(model: torch.nn.Module) -> PatchState:
+    state = patch_state(model)
+    if state is None:
+        raise ValueError(f"{type(model).__name__} is not patched; call hf_logscale.patch(model, ...) first")
+    return state
+
+
+def describe(model: torch.nn.Module) -> PatchReport:
+    """Architecture, backend, layers, windows, L and its source, RoPE factor, and s(n) at n = L/2 … 16L."""
+    state = _state(model)
+    layers = attention_layers(model)
+    windows = {i: layer_window(m) for i, m in layers if i in state.layers}
+    af = attention_factor(model)
+    L = state.train_len
+    rows = []
+    for mult in TABLE_MULTIPLES:
+        n = max(1, int(round(mult * L)))
+        row: dict[str, float] = {"n": n}
+        for w in sorted(set(windows.values()), key=lambda w: (w is not None, w or 0)):
+            nn = min(n, w) if w is not None else n
+            s = float(state.scheme(torch.tensor([float(nn)], dtype=torch.float64))[0])
+            row["s" if w is None else f"s@window{w}"] = s
+        row["effective"] = af**2 * max(v for k, v in row.items() if k.startswith("s"))
+        rows.append(row)
+    params = rope_params(model.config) or {}
+    rope_type = params.get("rope_type") or next(
+        (v.get("rope_type") for v in params.values() if isinstance(v, dict)), "default"
+    )
+    return PatchReport(
+        architecture=(getattr(model.config, "architectures", None) or [type(model).__name__])[0],
+        model_type=model.config.model_type,
+        attn_implementation=f"{state.impl} → {state.base_impl}",
+        variant=state.variant.label,
+        scheme=state.scheme.name,
+        num_layers=len(layers),
+        patched_layers=list(state.layers),
+        windows=windows,
+        train_len=L,
+        train_len_source=state.train_len_source,
+        rope=str(rope_type),
+        rope_attention_factor=af,
+        rows=rows,
+    )
+
+
+@dataclass
+class VerifyReport:
+    positions: list[int]  # 0-based positions probed (n = position + 1)
+    expected: dict[int, list[float]]  # layer -> s(n) the scheme gives at the probed positions (window applied)
+    seen: dict[int, list[float] | None]  # layer -> scales the wrapper applied (None: layer never called)
+    ok: bool
+    message: str
+
+
+@torch.no_grad()
+def verify(model: torch.nn.Module) -> VerifyReport:
+    """Run one forward pass over a few tokens placed at positions n = L/2 … 16L and check that every patched
+    layer applied exactly the scales its scheme and window prescribe.
+
+    Positions are passed explicitly, so the pass is short whatever L is. Rotary caches that depend on the
+    largest position seen (dynamic NTK, LongRoPE) are restored afterwards."""
+    state = _state(model)
+    layers = dict(attention_layers(model))
+    L = state.train_len
+    positions = sorted({max(1, int(round(m * L))) - 1 for m in TABLE_MULTIPLES})
+    expected = {}
+    for i in state.layers:
+        n = torch.tensor([p + 1.0 for p in positions], dtype=torch.float64)
+        w = layer_window(layers[i])
+        expected[i] = state.scheme(n.clamp(max=w) if w else n).tolist()
+
+    device = next(model.parameters()).device
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (1, len(positions)), generator=torch.Generator().manual_seed(0)).to(device)
+    pos = torch.tensor([positions], device=device)
+    snapshot = _snapshot_rotary(model)
+    state.scale.probe = {}
+    try:
+        model(input_ids=ids, position_ids=pos, use_cache=False)
+        seen_raw = dict(state.scale.probe)
+    finally:
+        state.scale.probe = None
+        _restore_rotary(snapshot)
+
+    seen: dict[int, list[float] | None] = {}
+    bad = []
+    for i in state.layers:
+        s = seen_raw.get(i)
+        seen[i] = s.flatten().tolist() if s is not None else None
+        if s is None:
+            bad.append(f"layer {i} never called the wrapper")
+            continue
+        # seen values are the float32 (float64) roundings of the float64 expectation
+        diff = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(seen[i], expected[i]))
+        if diff > 1e-6:
+            bad.append(f"layer {i} applied scales off by {diff:.2e}")
+    scaled = any(abs(v - 1.0) > 0 for vals in seen.values() if vals for v in vals)
+    if bad:
+        return VerifyReport(positions, expected, seen, False, "; ".join(bad))
+    if not scaled and not state.scheme.identity:
+        return VerifyReport(positions, expected, seen, False, "no layer saw s(n) ≠ 1 at the probed positions")
+    what = "scaled queries seen" if scaled else "s ≡ 1 everywhere (nothing to scale)"
+    return VerifyReport(positions, expected, seen, True, f"{len(seen)} patched layers active: {what}")
+
+
+def _snapshot_rotary(model: torch.nn.Module) -> list[tuple[torch.nn.Module, dict, dict]]:
+    snap = []
+    for m in model.modules():
+        if type(m).__name__.endswith("RotaryEmbedding"):
+            buffers = {k: v.clone() for k, v in m._buffers.items() if v is not None}
+            scalars = {k: v for k, v in vars(m).items() if isinstance(v, (int, float, str, bool))}
+            snap.append((m, buffers, scalars))
+    return snap
+
+
+def _restore_rotary(snap: list[tuple[torch.nn.Module, dict, dict]]) -> None:
+    for m, buffers, scalars in snap:
+        for k, v in buffers.items():
+            m._buffers[k] = v
+        for k, v in scalars.items():
+            setattr(m, k, v)

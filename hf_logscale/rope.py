@@ -1,0 +1,240 @@
+"""RoPE-scaling baselines through transformers' own rope parameters (DESIGN §5).
+
+A ``RopeSetting`` names one of transformers' rope types (yarn, dynamic, linear, llama3, longrope) with its
+parameters. Applying it *merges* them into the model config's existing rope parameters (``rope_parameters`` in
+transformers 5.x, ``rope_scaling`` + ``rope_theta`` in 4.x), so ``rope_theta`` is kept, and rebuilds only the
+rotary-embedding modules. The returned ``RopeState`` restores the exact original objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import transformers
+
+__all__ = ["RopeSetting", "ROPE_KINDS", "RopeState", "apply_rope", "adopt_rope", "restore_rope", "rope_params", "attention_factor"]
+
+_V5 = int(transformers.__version__.split(".")[0]) >= 5
+
+# kind -> {parameter: (type, required, range check, range text)}
+_pos = (lambda v: v > 0, "> 0")
+_ge1 = (lambda v: v >= 1, "≥ 1")
+_any = (lambda v: True, "any value")
+ROPE_KINDS: dict[str, dict[str, tuple[type, bool, Any, str]]] = {
+    "yarn": {
+        "factor": (float, True, *_ge1),
+        "original_max_position_embeddings": (int, False, *_ge1),
+        "attention_factor": (float, False, *_pos),
+        "beta_fast": (float, False, *_pos),
+        "beta_slow": (float, False, *_pos),
+        "mscale": (float, False, *_pos),
+        "mscale_all_dim": (float, False, *_pos),
+        "truncate": (bool, False, *_any),
+    },
+    "dynamic": {"factor": (float, True, *_ge1)},
+    "linear": {"factor": (float, True, *_ge1)},
+    "llama3": {
+        "factor": (float, True, *_ge1),
+        "low_freq_factor": (float, False, *_pos),
+        "high_freq_factor": (float, False, *_pos),
+        "original_max_position_embeddings": (int, False, *_ge1),
+    },
+    "longrope": {
+        "short_factor": (list, True, *_any),
+        "long_factor": (list, True, *_any),
+        "factor": (float, False, *_ge1),
+        "original_max_position_embeddings": (int, False, *_ge1),
+        "attention_factor": (float, False, *_pos),
+    },
+}
+_DEFAULTS = {"llama3": {"low_freq_factor": 1.0, "high_freq_factor": 4.0}}
+# Kinds whose transformers implementation reads the original length from `original_max_position_embeddings`;
+# for them max_position_embeddings becomes factor × original (as in released YaRN/Llama 3 configs).
+_EXTENDS_MAX_POS = {"yarn", "llama3", "longrope"}
+
+
+@dataclass(frozen=True)
+class RopeSetting:
+    """One transformers rope type and its parameters, e.g. ``RopeSetting("yarn", {"factor": 4.0})``."""
+
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROPE_KINDS:
+            close = difflib.get_close_matches(self.kind, ROPE_KINDS, n=2)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown RoPE kind {self.kind!r}.{hint} Known: {', '.join(ROPE_KINDS)}")
+        spec = ROPE_KINDS[self.kind]
+        clean: dict[str, Any] = {}
+        for key, value in self.params.items():
+            if key not in spec:
+                close = difflib.get_close_matches(key, spec, n=2)
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(f"{self.kind}: unknown parameter {key!r}.{hint} Accepted: {', '.join(spec)}")
+            typ, _, check, text = spec[key]
+            clean[key] = _coerce(self.kind, key, value, typ)
+            if typ is not list and not check(clean[key]):
+                raise ValueError(f"{self.kind}: `{key}` must be {text}, got {value!r}")
+        missing = [k for k, (_, req, _, _) in spec.items() if req and k not in clean]
+        if missing:
+            raise ValueError(f"{self.kind}: missing required parameter(s) {', '.join(missing)} (e.g. {self.kind}:factor=4)")
+        object.__setattr__(self, "params", dict(sorted(clean.items())))
+
+    @property
+    def spec(self) -> str:
+        from .config import format_params
+
+        return self.kind + (":" + format_params(self.params) if self.params else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RopeSetting:
+        return cls(data["kind"], data.get("params") or {})
+
+    def config_params(self, train_len: int) -> dict[str, Any]:
+        """The entries merged into the model's rope parameters."""
+        out: dict[str, Any] = {"rope_type": self.kind, **_DEFAULTS.get(self.kind, {}), **self.params}
+        if "original_max_position_embeddings" in ROPE_KINDS[self.kind]:
+            out.setdefault("original_max_position_embeddings", int(train_len))
+        return out
+
+
+def _coerce(kind: str, key: str, value: Any, typ: type) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{kind}: `{key}` must be true or false, got {value!r}")
+    if typ is list:
+        if isinstance(value, (list, tuple)) and all(isinstance(x, (int, float)) for x in value):
+            return [float(x) for x in value]
+        raise ValueError(f"{kind}: `{key}` must be a list of numbers (give it in a recipe file), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{kind}: `{key}` must be a number, got {value!r}")
+    if typ is int:
+        if float(value) != int(value):
+            raise ValueError(f"{kind}: `{key}` must be an integer, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+_RAW_KEY = "rope_parameters" if _V5 else "rope_scaling"
+
+
+def _raw(config: Any) -> Any:
+    """The config attribute RoPE settings live in, deep-copied (5.x ``rope_parameters``, 4.x ``rope_scaling``)."""
+    return copy.deepcopy(getattr(config, _RAW_KEY, None))
+
+
+def rope_params(config: Any) -> dict[str, Any] | None:
+    """The config's rope parameters as one dict, ``rope_theta`` included, for reading and reporting."""
+    raw = _raw(config)
+    if _V5:
+        return dict(raw) if raw else None
+    return {"rope_theta": getattr(config, "rope_theta", None), "rope_type": "default", **(raw or {})}
+
+
+def _merge(base: Any, update: dict[str, Any]) -> dict[str, Any]:
+    """Merge into a flat dict, or into every per-layer-type dict of a nested one (5.x ``layer_types``)."""
+    base = copy.deepcopy(base) or {}
+    if base and all(isinstance(v, Mapping) for v in base.values()):
+        return {k: {**v, **update} for k, v in base.items()}
+    return {**base, **update}
+
+
+@dataclass
+class RopeState:
+    """What ``apply_rope`` changed, so ``restore_rope`` can put the exact originals back."""
+
+    setting: RopeSetting
+    base_raw: Any  # the config's own rope attribute before the change, restored as is
+    base_max_position_embeddings: int | None
+    # (parent module, attribute name, original rotary module); None when the model was loaded already rotated
+    modules: list[tuple[torch.nn.Module, str, torch.nn.Module]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.setting.to_dict(),
+            "base_max_position_embeddings": self.base_max_position_embeddings,
+            "base_rope": self.base_raw,
+        }
+
+
+def _rotary_slots(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module]]:
+    slots = []
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child).__name__.endswith("RotaryEmbedding"):
+                slots.append((parent, name, child))
+    if not slots:
+        raise ValueError(f"{type(model).__name__}: no rotary embedding module found; RoPE variants need one")
+    return slots
+
+
+def _rebuild(slots: list[tuple[torch.nn.Module, str, torch.nn.Module]], config: Any) -> None:
+    for parent, name, old in slots:
+        cls = type(old)
+        kwargs = {"config": config}
+        buf = getattr(old, "inv_freq", None)
+        device = buf.device if isinstance(buf, torch.Tensor) else None
+        if "device" in inspect.signature(cls.__init__).parameters:
+            kwargs["device"] = device
+        new = cls(**kwargs)
+        setattr(parent, name, new.to(device) if device is not None else new)
+
+
+def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> RopeState:
+    """Merge ``setting`` into the model's rope parameters (keeping ``rope_theta``) and rebuild the rotary
+    modules. ``train_len`` is the default ``original_max_position_embeddings``."""
+    config = model.config
+    state = RopeState(setting, _raw(config), getattr(config, "max_position_embeddings", None))
+    slots = _rotary_slots(model)
+    update = setting.config_params(train_len)
+    try:
+        setattr(config, _RAW_KEY, _merge(state.base_raw, update))
+        if setting.kind in _EXTENDS_MAX_POS and "factor" in setting.params:
+            orig = update["original_max_position_embeddings"]
+            config.max_position_embeddings = int(round(setting.params["factor"] * orig))
+        if _V5 and hasattr(config, "validate_rope"):
+            config.validate_rope()
+        _rebuild(slots, config)
+    except Exception as err:
+        _put_back(config, state)
+        raise ValueError(f"transformers rejected the RoPE setting {setting.spec!r}: {err}") from err
+    state.modules = slots
+    return state
+
+
+def adopt_rope(model: torch.nn.Module, setting: RopeSetting, base_raw: Any, base_max_pos: int | None) -> RopeState:
+    """State for a model whose saved config already carries the RoPE setting (a ``save_pretrained`` of a patched
+    model): nothing to rebuild now; restoring rebuilds the rotary modules from the base parameters."""
+    return RopeState(setting, copy.deepcopy(base_raw), base_max_pos, None)
+
+
+def _put_back(config: Any, state: RopeState) -> None:
+    setattr(config, _RAW_KEY, copy.deepcopy(state.base_raw))
+    config.max_position_embeddings = state.base_max_position_embeddings
+
+
+def restore_rope(model: torch.nn.Module, state: RopeState) -> None:
+    _put_back(model.config, state)
+    if state.modules is None:
+        _rebuild(_rotary_slots(model), model.config)
+    else:
+        for parent, name, original in state.modules:
+            setattr(parent, name, original)
+
+
+def attention_factor(model: torch.nn.Module) -> float:
+    """The RoPE attention factor transformers multiplies into cos and sin (logits scale by its square)."""
+    factors = [float(getattr(m, "attention_scaling", 1.0)) for _, _, m in _rotary_slots(model)]
+    return max(factors, key=lambda f: abs(f - 1.0))

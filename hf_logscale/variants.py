@@ -1,0 +1,221 @@
+"""Variants: one RoPE setting plus one β_n setting, written ``rope[:k=v,...]+scheme[:k=v,...]`` or a recipe.
+
+Examples: ``none``, ``logn``, ``critical:tau=1.5``, ``yarn:factor=4``, ``yarn:factor=4,attention_factor=1+logn``,
+``@qwen-logn`` (a recipe shipped in ``patches/``), ``@./my-recipe.toml`` (a recipe file).
+
+Recipes are TOML data (never code)::
+
+    description = "YaRN ×4 frequencies without its temperature, plus Qwen's logn"
+    [rope]
+    kind = "yarn"
+    factor = 4.0
+    attention_factor = 1.0
+    [scale]
+    scheme = "logn"
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .config import LogScaleConfig
+from .rope import ROPE_KINDS, RopeSetting
+from .schemes import SCHEMES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Variant", "parse_variant", "load_recipe", "recipe_names", "recipe_dir", "as_variant"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A RoPE setting (``None``: the model's own) and a β_n setting. ``name`` is a recipe label, if any."""
+
+    scale: LogScaleConfig = field(default_factory=LogScaleConfig)
+    rope: RopeSetting | None = None
+    name: str | None = None
+
+    @property
+    def spec(self) -> str:
+        """Canonical grammar form; round-trips through ``parse_variant``."""
+        if self.rope is None:
+            return self.scale.spec
+        scale = self.scale.spec
+        return self.rope.spec if scale == "none" else f"{self.rope.spec}+{scale}"
+
+    @property
+    def label(self) -> str:
+        return f"@{self.name}" if self.name else self.spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "rope": self.rope.to_dict() if self.rope else None, "scale": self.scale.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Variant:
+        rope = data.get("rope")
+        return cls(
+            scale=LogScaleConfig.from_dict(data.get("scale") or {}),
+            rope=RopeSetting.from_dict(rope) if rope else None,
+            name=data.get("name"),
+        )
+
+
+# '+' joins parts only where a name follows, so numbers such as 1e+3 stay whole.
+_JOIN = re.compile(r"\+(?=\s*[A-Za-z@])")
+
+
+def _value(text: str, where: str) -> Any:
+    t = text.strip()
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        raise ValueError(f"{where}: value {text!r} is not a number or true/false") from None
+
+
+def _split(part: str) -> tuple[str, dict[str, Any]]:
+    name, _, rest = part.strip().partition(":")
+    name = name.strip()
+    params: dict[str, Any] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            key, eq, val = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"{name}: expected key=value, got {item.strip()!r} (e.g. critical:tau=0.5)")
+            params[key.strip()] = _value(val, f"{name}.{key.strip()}")
+    return name, params
+
+
+def _scale_from(name: str, params: dict[str, Any], layers: Any = None) -> LogScaleConfig:
+    params = dict(params)
+    train_len = params.pop("train_len", None)
+    if train_len is not None and (not isinstance(train_len, int) or isinstance(train_len, bool)):
+        raise ValueError(f"{name}: `train_len` must be an integer ≥ 2, got {train_len!r}")
+    return LogScaleConfig(scheme=name, train_len=train_len, params=params, layers=layers)
+
+
+def parse_variant(text: str) -> Variant:
+    """Parse ``rope[:k=v,...]+scheme[:k=v,...]``, a scheme or rope alone, or ``@recipe``."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty variant; try `none`, `logn`, `yarn:factor=4+logn` or `@qwen-logn`")
+    if text.startswith("@"):
+        return load_recipe(text[1:])
+    parts = [p for p in _JOIN.split(text)]
+    if len(parts) > 2:
+        raise ValueError(f"variant {text!r} has {len(parts)} parts; at most one RoPE part and one scheme part")
+    rope: RopeSetting | None = None
+    scale: LogScaleConfig | None = None
+    for part in parts:
+        name, params = _split(part)
+        if name in ROPE_KINDS:
+            if rope is not None or scale is not None:
+                raise ValueError(f"variant {text!r}: the RoPE part comes first and only once (rope+scheme)")
+            rope = RopeSetting(name, params)
+        elif name in SCHEMES:
+            if scale is not None:
+                raise ValueError(f"variant {text!r}: only one scheme part is allowed")
+            scale = _scale_from(name, params)
+        else:
+            from difflib import get_close_matches
+
+            known = [*ROPE_KINDS, *SCHEMES]
+            close = get_close_matches(name, known, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"unknown variant part {name!r}.{hint} RoPE kinds: {', '.join(ROPE_KINDS)}; "
+                f"schemes: {', '.join(SCHEMES)}; recipes: {', '.join('@' + r for r in recipe_names())}"
+            )
+    return Variant(scale=scale or LogScaleConfig(), rope=rope)
+
+
+def as_variant(obj: Variant | LogScaleConfig | str) -> Variant:
+    if isinstance(obj, Variant):
+        return obj
+    if isinstance(obj, LogScaleConfig):
+        return Variant(scale=obj)
+    if isinstance(obj, str):
+        return parse_variant(obj)
+    raise TypeError(f"expected a Variant, LogScaleConfig or variant string, got {type(obj).__name__}")
+
+
+# ---- recipes -----------------------------------------------------------------------------------------------
+
+
+def recipe_dir() -> Path:
+    """Recipes ship inside the wheel as ``hf_logscale/patches``; a source checkout uses the top-level folder."""
+    packaged = resources.files("hf_logscale") / "patches"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "patches"
+
+
+def recipe_names() -> list[str]:
+    folder = recipe_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+_RECIPE_KEYS = {"description", "rope", "scale"}
+_SCALE_KEYS = {"scheme", "train_len", "layers"}
+
+
+def load_recipe(name_or_path: str) -> Variant:
+    """A recipe by shipped name (``qwen-logn``) or by path to a ``.toml`` file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" or not path.exists():
+        shipped = recipe_dir() / f"{name_or_path}.toml"
+        if not shipped.exists():
+            if path.suffix == ".toml":
+                raise FileNotFoundError(f"recipe file {name_or_path!r} does not exist")
+            raise ValueError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names())}")
+        path = shipped
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    return _recipe_from(data, path)
+
+
+def _recipe_from(data: dict[str, Any], path: Path) -> Variant:
+    where = str(path)
+    unknown = set(data) - _RECIPE_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RECIPE_KEYS))}")
+    try:
+        scale_tbl = dict(data.get("scale") or {})
+        bad = set(scale_tbl) - _SCALE_KEYS - _scheme_params(scale_tbl.get("scheme", "none"))
+        if bad:
+            raise ValueError(f"[scale]: unknown field(s) {', '.join(sorted(bad))}")
+        scheme = scale_tbl.pop("scheme", "none")
+        if scheme not in SCHEMES:
+            raise ValueError(f"[scale].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+        layers = scale_tbl.pop("layers", None)
+        scale = _scale_from(scheme, scale_tbl, layers=layers)
+        rope_tbl = dict(data.get("rope") or {})
+        rope = None
+        if rope_tbl:
+            kind = rope_tbl.pop("kind", None)
+            if kind is None:
+                raise ValueError("[rope].kind is required (yarn, dynamic, linear, llama3, longrope)")
+            rope = RopeSetting(kind, rope_tbl)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    return Variant(scale=scale, rope=rope, name=path.stem)
+
+
+def _scheme_params(name: str) -> set[str]:
+    cls = SCHEMES.get(name)
+    return {f.name for f in cls.params()} if cls else set()
