@@ -82,7 +82,7 @@ def load(
         if expected and expected != net.config.model_type:
             warnings.warn(f"{model_id} was made for a {expected} model but {base} is {net.config.model_type}",
                           stacklevel=2)
-        patch(net, saved)
+        patch(net, saved, _saved={"train_len_source": adapter.get("train_len_source", "saved")})
     else:
         net, tok = _load_plain(model_id, revision, kwargs)
         entry = getattr(net.config, CONFIG_KEY, None)
@@ -108,6 +108,9 @@ def _load_plain(model_id: str, revision: str | None, kwargs: dict[str, Any]) -> 
     try:
         tok = AutoTokenizer.from_pretrained(model_id, revision=revision,
                                             trust_remote_code=kwargs.get("trust_remote_code", False))
+        # transformers 5 builds an empty tokenizer for some families when the folder has no tokenizer files
+        if len(tok) < 2 or not tok("hello world", add_special_tokens=False)["input_ids"]:
+            raise ValueError(f"the tokenizer found has {len(tok)} tokens")
     except (OSError, ValueError, TypeError) as err:
         warnings.warn(f"{model_id}: no usable tokenizer ({str(err).splitlines()[0]}); returning None", stacklevel=3)
         tok = None
@@ -118,14 +121,12 @@ def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:
     """A ``save_pretrained`` of a patched model: its config already carries the RoPE change; re-apply the rest."""
     saved = Variant.from_dict(entry["variant"])
     rope_base = entry.get("rope_base") or {}
-    adopt = {
-        "train_len": saved.scale.train_len,
+    delattr(net.config, CONFIG_KEY)
+    patch(net, saved, _saved={
         "train_len_source": entry.get("train_len_source", "saved"),
         "rope_base": rope_base.get("base_rope"),
         "base_max_position_embeddings": rope_base.get("base_max_position_embeddings"),
-    }
-    delattr(net.config, CONFIG_KEY)
-    patch(net, saved, _adopt=adopt)
+    })
 
 
 def save_patched(model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: Any = None, *,
@@ -135,6 +136,7 @@ def save_patched(model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: 
     state = patch_state(model)
     if state is None:
         raise ValueError("the model is not patched; patch it before saving")
+    entry = state.config_entry()  # raises for patches that cannot be serialised (callables, predicates)
     out = Path(out_dir)
     if merge:
         model.save_pretrained(out, safe_serialization=True)
@@ -146,7 +148,6 @@ def save_patched(model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: 
         raise ValueError("the model has no base name or path to refer to; save it first, or use merge=True")
     if Path(base).exists():
         base = str(Path(base).resolve())
-    entry = state.config_entry()
     data = {
         "base_model_name_or_path": base,
         "base_model_type": model.config.model_type,

@@ -196,6 +196,7 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
     """Merge ``setting`` into the model's rope parameters (keeping ``rope_theta``) and rebuild the rotary
     modules. ``train_len`` is the default ``original_max_position_embeddings``."""
     config = model.config
+    _check_lists(setting, config)
     state = RopeState(setting, _raw(config), getattr(config, "max_position_embeddings", None))
     slots = _rotary_slots(model)
     update = setting.config_params(train_len)
@@ -212,6 +213,17 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
         raise ValueError(f"transformers rejected the RoPE setting {setting.spec!r}: {err}") from err
     state.modules = slots
     return state
+
+
+def _check_lists(setting: RopeSetting, config: Any) -> None:
+    """LongRoPE factor lists must have one entry per rotary frequency; transformers would broadcast silently."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    rope = rope_params(config) or {}
+    freqs = int(head_dim * (rope.get("partial_rotary_factor") or getattr(config, "partial_rotary_factor", 1.0))) // 2
+    for key in ("short_factor", "long_factor"):
+        values = setting.params.get(key)
+        if values is not None and len(values) != freqs:
+            raise ValueError(f"{setting.kind}: `{key}` must have {freqs} entries (rotary dim / 2), got {len(values)}")
 
 
 def adopt_rope(model: torch.nn.Module, setting: RopeSetting, base_raw: Any, base_max_pos: int | None) -> RopeState:

@@ -147,6 +147,8 @@ class Llama4(Scheme):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.F, float) and self.F.is_integer():  # 8192.0 or 8.192e3 from a spec or recipe
+            object.__setattr__(self, "F", int(self.F))
         _check(self.name, "a", _is_real(self.a) and self.a >= 0, "≥ 0", self.a)
         _check(self.name, "F", _is_int(self.F) and self.F >= 1, "an integer ≥ 1", self.F)
 

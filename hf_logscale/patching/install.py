@@ -76,12 +76,14 @@ def patch(
     cfg: Variant | LogScaleConfig | str,
     *,
     layers: Sequence[int] | None = None,
-    _adopt: dict[str, Any] | None = None,
+    _saved: dict[str, Any] | None = None,
 ) -> torch.nn.Module:
     """Install ``cfg`` (a ``LogScaleConfig``, a ``Variant`` or a variant string such as ``yarn:factor=4+logn``) on
     ``model`` in place and return it. A model already patched is first restored, so patches never stack.
 
     ``layers`` narrows the patched attention layers (default: the config's selection, else all).
+    ``_saved`` (internal, used by ``load``) carries what a saved patch resolved: ``train_len_source`` and, when
+    the saved config already holds the RoPE change, ``rope_base`` and ``base_max_position_embeddings``.
     """
     _check_transformers()
     variant = as_variant(cfg)
@@ -91,7 +93,7 @@ def patch(
     selected = _select(all_layers, variant.scale.layers)
     if is_patched(model):
         unpatch(model)
-    elif _adopt is None and getattr(model.config, CONFIG_KEY, None):
+    elif _saved is None and getattr(model.config, CONFIG_KEY, None):
         warnings.warn(
             "this model's config carries a `logscale` entry from a saved patched model, but no patch is active; "
             "load it with hf_logscale.load() to restore that patch. Patching over it now.",
@@ -100,9 +102,7 @@ def patch(
 
     # L comes from the base config, before any RoPE change rewrites max_position_embeddings.
     if variant.scale.train_len is not None:
-        train_len, source = variant.scale.train_len, "given"
-    elif _adopt is not None:
-        train_len, source = _adopt["train_len"], _adopt["train_len_source"]
+        train_len, source = variant.scale.train_len, (_saved or {}).get("train_len_source", "given")
     else:
         train_len, source = resolve_train_len(model.config)
     scheme = variant.scale.build(train_len)
@@ -110,9 +110,10 @@ def patch(
     base_impl = model.config._attn_implementation
     impl = register_backend(base_impl)
     rope_state: RopeState | None = None
+    adopt = _saved is not None and "rope_base" in _saved
     if variant.rope is not None:
-        if _adopt is not None:
-            rope_state = adopt_rope(model, variant.rope, _adopt["rope_base"], _adopt["base_max_position_embeddings"])
+        if adopt:
+            rope_state = adopt_rope(model, variant.rope, _saved["rope_base"], _saved["base_max_position_embeddings"])
         else:
             rope_state = apply_rope(model, variant.rope, train_len)
     try:
@@ -120,7 +121,7 @@ def patch(
         if model.config._attn_implementation != impl:
             raise ValueError(f"{type(model).__name__} did not accept attn_implementation={impl!r}")
     except Exception:
-        if rope_state is not None and _adopt is None:
+        if rope_state is not None and not adopt:
             restore_rope(model, rope_state)
         raise
 
