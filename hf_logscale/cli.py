@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -32,9 +34,15 @@ class DType(str, Enum):
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or patched-model folder.")]
 DTypeOpt = Annotated[DType, typer.Option(help="Weights dtype.")]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="Device, e.g. cuda, cuda:1, cpu (default: transformers').")]
-AttnOpt = Annotated[Optional[str], typer.Option("--attn", help="attn_implementation to load with: sdpa, eager, "
-                                                "flash_attention_2, flex_attention (default: transformers').")]
+DeviceOpt = Annotated[str | None, typer.Option(help="Device, e.g. cuda, cuda:1, cpu (default: transformers').")]
+AttnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--attn",
+        help="attn_implementation to load with: sdpa, eager, "
+        "flash_attention_2, flex_attention (default: transformers').",
+    ),
+]
 
 
 @app.command()
@@ -77,8 +85,9 @@ def _build_variant(scheme, train_len, tau, params, variant, recipe):
 
     given = [name for name, v in (("--scheme", scheme), ("--variant", variant), ("--recipe", recipe)) if v]
     if len(given) != 1:
-        raise ValueError("give exactly one of --scheme, --variant or --recipe" + (f" (got {', '.join(given)})"
-                                                                                  if given else ""))
+        raise ValueError(
+            "give exactly one of --scheme, --variant or --recipe" + (f" (got {', '.join(given)})" if given else "")
+        )
     if (tau is not None or params) and not scheme:
         raise ValueError("--tau and --param go with --scheme; put parameters in the --variant spec instead")
     if scheme:
@@ -102,17 +111,17 @@ def _build_variant(scheme, train_len, tau, params, variant, recipe):
 @app.command()
 def patch(
     model: ModelOpt,
-    scheme: Annotated[Optional[str], typer.Option(help="β_n scheme name (see `hf-logscale schemes`).")] = None,
-    train_len: Annotated[Optional[int], typer.Option(help="L; default: from the model config.")] = None,
-    tau: Annotated[Optional[float], typer.Option(help="τ of the critical scheme.")] = None,
-    param: Annotated[Optional[list[str]], typer.Option(help="Scheme parameter k=v (repeatable).")] = None,
-    variant: Annotated[Optional[str], typer.Option(help="Variant spec, e.g. yarn:factor=4,attention_factor=1+logn")]
-    = None,
-    recipe: Annotated[Optional[str], typer.Option(help="Recipe name (e.g. qwen-logn) or .toml file.")] = None,
-    layers: Annotated[Optional[str], typer.Option(help="Comma-separated layer indices (default: all).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write a patched-model folder here.")] = None,
-    merge: Annotated[bool, typer.Option(help="With --out: write full weights + a config carrying the patch.")]
-    = False,
+    scheme: Annotated[str | None, typer.Option(help="β_n scheme name (see `hf-logscale schemes`).")] = None,
+    train_len: Annotated[int | None, typer.Option(help="L; default: from the model config.")] = None,
+    tau: Annotated[float | None, typer.Option(help="τ of the critical scheme.")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Scheme parameter k=v (repeatable).")] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Variant spec, e.g. yarn:factor=4,attention_factor=1+logn")
+    ] = None,
+    recipe: Annotated[str | None, typer.Option(help="Recipe name (e.g. qwen-logn) or .toml file.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Comma-separated layer indices (default: all).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write a patched-model folder here.")] = None,
+    merge: Annotated[bool, typer.Option(help="With --out: write full weights + a config carrying the patch.")] = False,
     dtype: DTypeOpt = DType.float32,
     device: DeviceOpt = None,
     attn: AttnOpt = None,
@@ -134,8 +143,10 @@ def patch(
     _render_report(report)
     check = hls.verify(net)
     if check.ok:
-        out.print(f"[green]✓ verified[/green]: one forward pass at n = {', '.join(str(p + 1) for p in check.positions)}"
-                  f" — {check.message}")
+        out.print(
+            f"[green]✓ verified[/green]: one forward pass at n = {', '.join(str(p + 1) for p in check.positions)}"
+            f" — {check.message}"
+        )
     else:
         out.print(f"[red]✗ verification failed[/red]: {check.message}")
         raise typer.Exit(1)
@@ -143,8 +154,9 @@ def patch(
         path = hls.save_patched(net, out_dir, tok, merge=merge)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         kind = "merged model" if merge else "patched-model folder (no weights)"
-        out.print(f"Wrote {kind} to {path} ({size / 2**20:.2f} MiB); load it with hls.load({str(path)!r}) "
-                  f"or --model {path}")
+        out.print(
+            f"Wrote {kind} to {path} ({size / 2**20:.2f} MiB); load it with hls.load({str(path)!r}) or --model {path}"
+        )
 
 
 def _render_report(r) -> None:
@@ -158,11 +170,18 @@ def _render_report(r) -> None:
         ("attention", r.attn_implementation),
         ("variant", r.variant),
         ("patched layers", _ranges(r.patched_layers) + (" (all)" if len(r.patched_layers) == r.num_layers else "")),
-        ("sliding windows", "none" if not sliding else
-         f"W = {', '.join(map(str, windows))} on layers {_ranges(sliding)}: n = min(pos + 1, W)"),
+        (
+            "sliding windows",
+            "none"
+            if not sliding
+            else f"W = {', '.join(map(str, windows))} on layers {_ranges(sliding)}: n = min(pos + 1, W)",
+        ),
         ("train length L", f"{r.train_len} ({r.train_len_source})"),
-        ("RoPE", f"{r.rope}, attention factor {r.rope_attention_factor:.4f}"
-         + (f" → logits × {r.rope_attention_factor ** 2:.4f} compound with s(n)" if r.compounding else "")),
+        (
+            "RoPE",
+            f"{r.rope}, attention factor {r.rope_attention_factor:.4f}"
+            + (f" → logits × {r.rope_attention_factor**2:.4f} compound with s(n)" if r.compounding else ""),
+        ),
     ]
     for k, v in rows:
         info.add_row(k, v)
@@ -172,8 +191,9 @@ def _render_report(r) -> None:
     table.add_column("n", justify="right")
     table.add_column("n / L", justify="right")
     for k in keys:
-        label = {"s": "s(n)", "effective": "× RoPE factor² = effective"}.get(k, k.replace("s@window", "s(min(n, W=")
-                                                                          + "))" if k.startswith("s@") else k)
+        label = {"s": "s(n)", "effective": "× RoPE factor² = effective"}.get(
+            k, k.replace("s@window", "s(min(n, W=") + "))" if k.startswith("s@") else k
+        )
         table.add_column(label, justify="right")
     for row in r.rows:
         table.add_row(str(row["n"]), f"{row['n'] / r.train_len:g}", *(f"{row[k]:.4f}" for k in keys))
@@ -195,27 +215,27 @@ def _ranges(ids: list[int]) -> str:
     return ", ".join(parts)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err.print(f"[yellow]Warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: known errors become one ``Error: …`` line and exit code 2 (HF_LOGSCALE_DEBUG=1 shows
     the traceback)."""
+    warnings.showwarning = _show_warning
     try:
-        app(standalone_mode=False)
-    except SystemExit:
-        raise
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
     except (ValueError, FileNotFoundError, RuntimeError, ImportError, OSError) as e:
         if os.environ.get("HF_LOGSCALE_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        err.print(f"[red]Error:[/red] {msg}", highlight=False, soft_wrap=True)
+        err.print(f"[red]Error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # usage errors from typer / click
             e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
+            sys.exit(e.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -24,8 +24,13 @@ from .variants import Variant, as_variant
 __all__ = ["load", "save_patched", "ADAPTER_FILE", "DTYPES"]
 
 ADAPTER_FILE = "logscale_config.json"
-DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-          "float64": torch.float64}
+DTYPES = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
 
 
 def _dtype(dtype: str | torch.dtype | None) -> Any:
@@ -69,8 +74,14 @@ def load(
     if model is None:
         raise ValueError("no model given: pass a hub id (e.g. Qwen/Qwen2.5-0.5B) or a local folder")
     model_id = str(model)
-    kwargs = dict(dtype=_dtype(dtype), device_map=device_map, attn_implementation=attn_implementation,
-                  trust_remote_code=trust_remote_code)
+    if model_id.startswith(("/", "./", "../", "~")) and not Path(model_id).expanduser().exists():
+        raise ValueError(f"cannot load model {model_id!r}: no such folder")
+    kwargs = dict(
+        dtype=_dtype(dtype),
+        device_map=device_map,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+    )
     adapter = _read_adapter(model_id, revision)
     if adapter is not None:
         base = adapter.get("base_model_name_or_path")
@@ -80,8 +91,9 @@ def load(
         saved = Variant.from_dict(adapter["variant"])
         expected = adapter.get("base_model_type")
         if expected and expected != net.config.model_type:
-            warnings.warn(f"{model_id} was made for a {expected} model but {base} is {net.config.model_type}",
-                          stacklevel=2)
+            warnings.warn(
+                f"{model_id} was made for a {expected} model but {base} is {net.config.model_type}", stacklevel=2
+            )
         patch(net, saved, _saved={"train_len_source": adapter.get("train_len_source", "saved")})
     else:
         net, tok = _load_plain(model_id, revision, kwargs)
@@ -103,15 +115,16 @@ def _load_plain(model_id: str, revision: str | None, kwargs: dict[str, Any]) -> 
         net = AutoModelForCausalLM.from_pretrained(
             model_id, revision=revision, use_safetensors=True, **{k: v for k, v in kwargs.items() if v is not None}
         )
-    except OSError as err:
-        raise ValueError(f"cannot load model {model_id!r}: {str(err).splitlines()[0]}") from err
+    except (OSError, ValueError) as err:  # missing repo or folder, invalid id, no safetensors weights
+        raise ValueError(f"cannot load model {model_id!r}: {str(err).strip().splitlines()[0]}") from err
     try:
-        tok = AutoTokenizer.from_pretrained(model_id, revision=revision,
-                                            trust_remote_code=kwargs.get("trust_remote_code", False))
+        tok = AutoTokenizer.from_pretrained(
+            model_id, revision=revision, trust_remote_code=kwargs.get("trust_remote_code", False)
+        )
         # transformers 5 builds an empty tokenizer for some families when the folder has no tokenizer files
         if len(tok) < 2 or not tok("hello world", add_special_tokens=False)["input_ids"]:
             raise ValueError(f"the tokenizer found has {len(tok)} tokens")
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, ImportError) as err:
         warnings.warn(f"{model_id}: no usable tokenizer ({str(err).splitlines()[0]}); returning None", stacklevel=3)
         tok = None
     return net, tok
@@ -122,15 +135,20 @@ def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:
     saved = Variant.from_dict(entry["variant"])
     rope_base = entry.get("rope_base") or {}
     delattr(net.config, CONFIG_KEY)
-    patch(net, saved, _saved={
-        "train_len_source": entry.get("train_len_source", "saved"),
-        "rope_base": rope_base.get("base_rope"),
-        "base_max_position_embeddings": rope_base.get("base_max_position_embeddings"),
-    })
+    patch(
+        net,
+        saved,
+        _saved={
+            "train_len_source": entry.get("train_len_source", "saved"),
+            "rope_base": rope_base.get("base_rope"),
+            "base_max_position_embeddings": rope_base.get("base_max_position_embeddings"),
+        },
+    )
 
 
-def save_patched(model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: Any = None, *,
-                 merge: bool = False) -> Path:
+def save_patched(
+    model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: Any = None, *, merge: bool = False
+) -> Path:
     """Write a patched folder (small: base reference + variant) or, with ``merge``, full weights + tokenizer +
     a config carrying the patch. Both load back with ``hf_logscale.load(out_dir)``."""
     state = patch_state(model)
@@ -163,5 +181,3 @@ def save_patched(model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: 
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(out / ADAPTER_FILE)
     return out
-
-

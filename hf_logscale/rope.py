@@ -19,7 +19,16 @@ from typing import Any
 import torch
 import transformers
 
-__all__ = ["RopeSetting", "ROPE_KINDS", "RopeState", "apply_rope", "adopt_rope", "restore_rope", "rope_params", "attention_factor"]
+__all__ = [
+    "RopeSetting",
+    "ROPE_KINDS",
+    "RopeState",
+    "apply_rope",
+    "adopt_rope",
+    "restore_rope",
+    "rope_params",
+    "attention_factor",
+]
 
 _V5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -49,7 +58,7 @@ ROPE_KINDS: dict[str, dict[str, tuple[type, bool, Any, str]]] = {
     "longrope": {
         "short_factor": (list, True, *_any),
         "long_factor": (list, True, *_any),
-        "factor": (float, False, *_ge1),
+        "factor": (float, True, *_ge1),
         "original_max_position_embeddings": (int, False, *_ge1),
         "attention_factor": (float, False, *_pos),
     },
@@ -85,7 +94,9 @@ class RopeSetting:
                 raise ValueError(f"{self.kind}: `{key}` must be {text}, got {value!r}")
         missing = [k for k, (_, req, _, _) in spec.items() if req and k not in clean]
         if missing:
-            raise ValueError(f"{self.kind}: missing required parameter(s) {', '.join(missing)} (e.g. {self.kind}:factor=4)")
+            raise ValueError(
+                f"{self.kind}: missing required parameter(s) {', '.join(missing)} (e.g. {self.kind}:factor=4)"
+            )
         object.__setattr__(self, "params", dict(sorted(clean.items())))
 
     @property
@@ -128,6 +139,7 @@ def _coerce(kind: str, key: str, value: Any, typ: type) -> Any:
 
 
 _RAW_KEY = "rope_parameters" if _V5 else "rope_scaling"
+_MISSING = object()
 
 
 def _raw(config: Any) -> Any:
@@ -158,6 +170,8 @@ class RopeState:
     setting: RopeSetting
     base_raw: Any  # the config's own rope attribute before the change, restored as is
     base_max_position_embeddings: int | None
+    # transformers 4.x LongRoPE reads a top-level original_max_position_embeddings; _MISSING if it had none
+    base_top_original: Any = None
     # (parent module, attribute name, original rotary module); None when the model was loaded already rotated
     modules: list[tuple[torch.nn.Module, str, torch.nn.Module]] | None = None
 
@@ -205,6 +219,9 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
         if setting.kind in _EXTENDS_MAX_POS and "factor" in setting.params:
             orig = update["original_max_position_embeddings"]
             config.max_position_embeddings = int(round(setting.params["factor"] * orig))
+            if not _V5 and setting.kind == "longrope":
+                state.base_top_original = getattr(config, "original_max_position_embeddings", _MISSING)
+                config.original_max_position_embeddings = orig
         if _V5 and hasattr(config, "validate_rope"):
             config.validate_rope()
         _rebuild(slots, config)
@@ -235,6 +252,10 @@ def adopt_rope(model: torch.nn.Module, setting: RopeSetting, base_raw: Any, base
 def _put_back(config: Any, state: RopeState) -> None:
     setattr(config, _RAW_KEY, copy.deepcopy(state.base_raw))
     config.max_position_embeddings = state.base_max_position_embeddings
+    if state.base_top_original is _MISSING:
+        delattr(config, "original_max_position_embeddings")
+    elif state.base_top_original is not None:
+        config.original_max_position_embeddings = state.base_top_original
 
 
 def restore_rope(model: torch.nn.Module, state: RopeState) -> None:

@@ -193,7 +193,9 @@ def _recipe_from(data: dict[str, Any], path: Path) -> Variant:
     where = str(path)
     unknown = set(data) - _RECIPE_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RECIPE_KEYS))}")
+        raise ValueError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RECIPE_KEYS))}"
+        )
     try:
         scale_tbl = dict(data.get("scale") or {})
         bad = set(scale_tbl) - _SCALE_KEYS - _scheme_params(scale_tbl.get("scheme", "none"))

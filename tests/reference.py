@@ -55,8 +55,11 @@ def reference_logits(
     pm = torch.ones(B, T, dtype=torch.bool) if padding_mask is None else padding_mask.bool()
     pos = (pm.long().cumsum(-1) - 1).clamp(min=0)
     dec = model.model
-    theta = cfg.rope_parameters["rope_theta"] if hasattr(cfg, "rope_parameters") and isinstance(
-        getattr(cfg, "rope_parameters", None), dict) else cfg.rope_theta
+    theta = (
+        cfg.rope_parameters["rope_theta"]
+        if hasattr(cfg, "rope_parameters") and isinstance(getattr(cfg, "rope_parameters", None), dict)
+        else cfg.rope_theta
+    )
     H, KV = cfg.num_attention_heads, cfg.num_key_value_heads
     D = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
     eps = cfg.rms_norm_eps
@@ -81,8 +84,10 @@ def reference_logits(
         if w is not None:
             visible = visible & (idx[None, :] > idx[:, None] - w)[None]
         n = visible.sum(-1)  # [B, Tq] keys each row sees
-        s = torch.tensor([[scale(int(c)) if (layers is None or li in layers) and c > 0 else 1.0 for c in row]
-                          for row in n.tolist()], dtype=torch.float64)
+        s = torch.tensor(
+            [[scale(int(c)) if (layers is None or li in layers) and c > 0 else 1.0 for c in row] for row in n.tolist()],
+            dtype=torch.float64,
+        )
         logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(D)
         logits = logits * s[:, None, :, None]
         logits = logits.masked_fill(~visible[:, None], float("-inf"))

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import ids, make_model
+from reference import ref_scale, reference_logits
 
 import hf_logscale as hls
-from conftest import FAMILIES, make_model, ids
-from reference import ref_scale, reference_logits
 
 pytestmark = pytest.mark.core
 
@@ -23,8 +23,9 @@ SCHEMES = {
 
 
 def cfg(name, **kw):
-    return hls.LogScaleConfig(scheme=name, train_len=L if name not in ("llama4", "yarn-temp", "none") else None,
-                              params=SCHEMES[name], **kw)
+    return hls.LogScaleConfig(
+        scheme=name, train_len=L if name not in ("llama4", "yarn-temp", "none") else None, params=SCHEMES[name], **kw
+    )
 
 
 def rel(a, b):
@@ -96,8 +97,7 @@ def test_generate_with_cache_equals_full_recomputation(family, attn):
     model = make_model(family, attn)
     hls.patch(model, cfg("critical"))
     prompt = ids(length=12)
-    out = model.generate(prompt, max_new_tokens=30, do_sample=False, output_logits=True,
-                         return_dict_in_generate=True)
+    out = model.generate(prompt, max_new_tokens=30, do_sample=False, output_logits=True, return_dict_in_generate=True)
     seq = prompt
     for step, step_logits in enumerate(out.logits):
         full = model(seq, use_cache=False).logits[:, -1]
@@ -111,8 +111,8 @@ def _left_pad(rows):
     batch = torch.zeros(len(rows), T, dtype=torch.long)
     mask = torch.zeros(len(rows), T, dtype=torch.long)
     for i, r in enumerate(rows):
-        batch[i, T - len(r):] = r
-        mask[i, T - len(r):] = 1
+        batch[i, T - len(r) :] = r
+        mask[i, T - len(r) :] = 1
     return batch, mask
 
 
@@ -127,9 +127,9 @@ def test_left_padded_batch_equals_rows_alone(family, attn):
     want = reference_logits(model, batch, ref_scale("critical", L, **SCHEMES["critical"]), padding_mask=mask)
     for i, r in enumerate(rows):
         alone = model(r[None]).logits[0]
-        assert (logits[i, -len(r):] - alone).abs().max() <= 1e-5
-        ref = want[i, -len(r):]
-        assert ((logits[i, -len(r):].double() - ref).abs().max() / ref.abs().max()) <= 1e-5
+        assert (logits[i, -len(r) :] - alone).abs().max() <= 1e-5
+        ref = want[i, -len(r) :]
+        assert ((logits[i, -len(r) :].double() - ref).abs().max() / ref.abs().max()) <= 1e-5
     # batched generate (positions from the mask) equals single generate
     gen = model.generate(batch, attention_mask=mask, max_new_tokens=12, do_sample=False)
     for i, r in enumerate(rows):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import ids, make_model
 
 import hf_logscale as hls
-from conftest import make_model, ids
 from hf_logscale.rope import rope_params
 
 pytestmark = pytest.mark.core

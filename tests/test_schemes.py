@@ -6,10 +6,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import ref_scale
 
 import hf_logscale as hls
 from hf_logscale.schemes import SCHEMES
-from reference import ref_scale
 
 pytestmark = pytest.mark.core
 

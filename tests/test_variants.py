@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from conftest import V5, ids, make_model
 
 import hf_logscale as hls
-from conftest import V5, make_model, ids
 from hf_logscale.rope import attention_factor, rope_params
 
 pytestmark = pytest.mark.core
@@ -80,7 +80,7 @@ def test_shipped_recipes_load_by_name():
         ('scheme = "logn"\n', r"bad\.toml: unknown field\(s\) scheme"),
         ('[scale]\nscheme = "logn"\ntau = 2\n', r"bad\.toml: \[scale\]: unknown field\(s\) tau"),
         ('[scale]\nscheme = "critical"\ntau = -2\n', r"bad\.toml: critical: `tau` must be ≥ 0"),
-        ('[rope]\nfactor = 4\n', r"bad\.toml: \[rope\]\.kind is required"),
+        ("[rope]\nfactor = 4\n", r"bad\.toml: \[rope\]\.kind is required"),
         ('[scale]\nscheme = "lgn"\n', r"bad\.toml: \[scale\]\.scheme: unknown scheme 'lgn'"),
         ("[scale\n", r"bad\.toml: not valid TOML"),
     ],
@@ -94,8 +94,10 @@ def test_recipe_errors_name_file_and_field(tmp_path, text, match):
 
 def test_recipe_file_with_layers_and_lists(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('[scale]\nscheme = "critical"\ntau = 0.5\nlayers = [0]\n'
-                    '[rope]\nkind = "longrope"\nshort_factor = [1.0, 1.0]\nlong_factor = [2.0, 2.0]\n')
+    path.write_text(
+        '[scale]\nscheme = "critical"\ntau = 0.5\nlayers = [0]\n'
+        '[rope]\nkind = "longrope"\nfactor = 2\nshort_factor = [1.0, 1.0]\nlong_factor = [2.0, 2.0]\n'
+    )
     v = hls.parse_variant(f"@{path}")
     assert v.scale.layers == (0,) and v.rope.params["long_factor"] == [2.0, 2.0]
 
@@ -106,8 +108,13 @@ def _theta(config):
 
 @torch.no_grad()
 def test_yarn_changes_rope_keeps_theta_and_restores_bit_identically():
-    model = make_model("qwen3", rope_theta=1e6, max_position_embeddings=64) if not V5 else make_model(
-        "qwen3", rope_parameters={"rope_type": "default", "rope_theta": 1e6}, max_position_embeddings=64)
+    model = (
+        make_model("qwen3", rope_theta=1e6, max_position_embeddings=64)
+        if not V5
+        else make_model(
+            "qwen3", rope_parameters={"rope_type": "default", "rope_theta": 1e6}, max_position_embeddings=64
+        )
+    )
     x = ids()
     before = model(x).logits
     rotary = model.model.rotary_emb
@@ -149,12 +156,12 @@ def test_other_rope_kinds_apply_and_restore(spec):
 
 def test_rope_errors_from_transformers_leave_model_untouched():
     model = make_model("llama", max_position_embeddings=32)
-    bad = hls.Variant(rope=hls.RopeSetting("longrope", {"short_factor": [1.0], "long_factor": [1.0]}))
+    bad = hls.Variant(rope=hls.RopeSetting("longrope", {"short_factor": [1.0], "long_factor": [1.0], "factor": 2}))
     with pytest.raises(ValueError, match=r"longrope: `short_factor` must have 8 entries \(rotary dim / 2\), got 1"):
         hls.patch(model, bad)
     assert rope_params(model.config)["rope_type"] == "default" and not hls.is_patched(model)
-    good = hls.Variant(rope=hls.RopeSetting("longrope", {"short_factor": [1.0] * 8, "long_factor": [2.0] * 8}))
-    hls.patch(model, good)
-    assert rope_params(model.config)["rope_type"] == "longrope"
-    assert attention_factor(model) == pytest.approx(1.0)  # factor = max_pos / original = 1 → no temperature
+    good = hls.RopeSetting("longrope", {"short_factor": [1.0] * 8, "long_factor": [2.0] * 8, "factor": 2})
+    hls.patch(model, hls.Variant(rope=good))
+    assert rope_params(model.config)["rope_type"] == "longrope" and model.config.max_position_embeddings == 64
+    assert attention_factor(model) == pytest.approx(math.sqrt(1 + math.log(2) / math.log(32)))  # LongRoPE's own
     hls.unpatch(model)

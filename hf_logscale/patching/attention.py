@@ -38,8 +38,15 @@ class ScaleState:
         self._cache: dict[Any, tuple[torch.Tensor, int, torch.Tensor]] = {}
         self.probe: dict[int, torch.Tensor] | None = None  # layer -> scales seen, only while verifying
 
-    def scales(self, position_ids: torch.Tensor | None, window: int | None, q_len: int, kv_len: int,
-               device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def scales(
+        self,
+        position_ids: torch.Tensor | None,
+        window: int | None,
+        q_len: int,
+        kv_len: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
         """s(n) as ``[B or 1, Tq]`` in ``dtype``, n = position + 1 clipped to the window."""
         if position_ids is None:
             # Callers always pass position_ids through the decoder layers; without them assume no padding.
@@ -70,8 +77,9 @@ class LayerScale:
         self.state = state
         self.layer_idx = layer_idx
 
-    def __call__(self, query: torch.Tensor, position_ids: torch.Tensor | None, window: int | None,
-                 kv_len: int) -> torch.Tensor:
+    def __call__(
+        self, query: torch.Tensor, position_ids: torch.Tensor | None, window: int | None, kv_len: int
+    ) -> torch.Tensor:
         # query [B, H, Tq, D]; multiply in float32 (float64 for float64 models), cast back once.
         dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
         if self.state.scheme.identity and self.state.probe is None:
