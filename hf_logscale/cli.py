@@ -126,8 +126,7 @@ def patch(
     device: DeviceOpt = None,
     attn: AttnOpt = None,
 ) -> None:
-    """Patch a model, print what was patched and the effective logit multipliers, verify it is live, and
-    optionally save it.
+    """Patch a model, print the effective logit multipliers, verify the patch is live, optionally save it.
 
     Example: hf-logscale patch --model Qwen/Qwen2.5-0.5B --variant yarn:factor=4,attention_factor=1+logn
     """

@@ -137,6 +137,17 @@ def test_left_padded_batch_equals_rows_alone(family, attn):
         assert torch.equal(gen[i, -12:], single[0, -12:])
 
 
+def test_inference_mode_and_autograd_agree():
+    model = hls.patch(make_model("llama"), cfg("critical"))
+    x = ids()
+    with torch.inference_mode():
+        a = model(x).logits
+    b = model(x).logits
+    b.sum().backward()  # gradients flow through the scaled query
+    assert torch.equal(a, b.detach())
+    assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+
+
 @torch.no_grad()
 def test_two_models_do_not_interfere_and_patches_do_not_stack():
     a, b = make_model("llama"), make_model("llama")

@@ -23,6 +23,10 @@ def base_dir(tmp_path):
 SPECS = ["critical:tau=2", "yarn:factor=4,attention_factor=1+logn", "@yarn-x4"]
 
 
+def assert_same_patch(again, model):
+    assert_same_patch(again, model)
+
+
 @pytest.mark.parametrize("spec", SPECS)
 @torch.no_grad()
 def test_patched_folder_round_trip(base_dir, tmp_path, spec):
@@ -38,9 +42,7 @@ def test_patched_folder_round_trip(base_dir, tmp_path, spec):
     assert list(data) == sorted(data)
     with pytest.warns(UserWarning, match="no usable tokenizer"):
         again, _ = hls.load(out)
-    a, b = hls.patch_state(again), hls.patch_state(model)
-    assert (a.scheme, a.train_len, a.variant.rope, a.layers) == (b.scheme, b.train_len, b.variant.rope, b.layers)
-    assert a.train_len_source == b.train_len_source == "config max_position_embeddings"
+    assert_same_patch(again, model)
     assert torch.equal(again(x).logits, want)
     hls.unpatch(again)
     with pytest.warns(UserWarning):
@@ -61,9 +63,7 @@ def test_merged_and_save_pretrained_round_trip(base_dir, tmp_path, spec):
     assert cfg["logscale"]["spec"] == hls.patch_state(model).variant.label
     with pytest.warns(UserWarning):
         again, _ = hls.load(out)
-    a, b = hls.patch_state(again), hls.patch_state(model)
-    assert (a.scheme, a.train_len, a.variant.rope, a.layers) == (b.scheme, b.train_len, b.variant.rope, b.layers)
-    assert a.train_len_source == b.train_len_source == "config max_position_embeddings"
+    assert_same_patch(again, model)
     assert torch.equal(again(x).logits, want)
     # unpatching the reloaded model gives back the base: rope parameters and logits
     hls.unpatch(again)

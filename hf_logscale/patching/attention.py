@@ -58,7 +58,8 @@ class ScaleState:
             )
         key = (window, dtype, device)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] is position_ids and hit[1] == position_ids._version:
+        version = _version(position_ids)
+        if hit is not None and hit[0] is position_ids and hit[1] == version:
             return hit[2]
         # float64 for the formula (MPS has none): rounding once to float32 keeps Qwen's table bit for bit.
         exact = torch.float32 if device.type == "mps" else torch.float64
@@ -66,8 +67,13 @@ class ScaleState:
         if window is not None:
             n = n.clamp(max=float(window))
         s = self.scheme(n).to(dtype)
-        self._cache[key] = (position_ids, position_ids._version, s)
+        self._cache[key] = (position_ids, version, s)
         return s
+
+
+def _version(t: torch.Tensor) -> int:
+    """In-place edit counter; inference-mode tensors have none (they are only edited inside the same forward)."""
+    return -1 if t.is_inference() else t._version
 
 
 class LayerScale:
