@@ -68,7 +68,7 @@ def main() -> None:
     scaled = hls.patch(copy.deepcopy(plain), hls.LogScaleConfig("logn", train_len=1024))
     models = {"unpatched": plain, "patched": scaled}
     rows = []
-    for T in [int(x) for x in args.lengths.split(",")]:
+    for T in [int(x) for x in args.lengths.split(",") if x.strip()]:
         ids = torch.randint(0, 32000, (1, T), generator=torch.Generator().manual_seed(T))
         fns = {k: (lambda m=m, ids=ids: m(ids, use_cache=False, logits_to_keep=1)) for k, m in models.items()}
         times = interleave(fns, args.reps * (3 if T <= 4096 else 1))

@@ -47,26 +47,27 @@ class ScaleState:
         device: torch.device,
         dtype: torch.dtype,
     ) -> torch.Tensor:
-        """s(n) as ``[B or 1, Tq]`` in ``dtype``, n = position + 1 clipped to the window."""
+        """s(n) as ``[B or 1, 1, Tq, 1]`` (ready to broadcast over heads and head_dim) in ``dtype``,
+        n = position + 1 clipped to the window."""
         if position_ids is None:
             # Callers always pass position_ids through the decoder layers; without them assume no padding.
             position_ids = torch.arange(kv_len - q_len, kv_len, device=device)[None]
-        if position_ids.ndim != 2 or position_ids.shape[-1] != q_len:
-            raise ValueError(
-                f"hf-logscale expects position_ids shaped [batch, {q_len}], got {tuple(position_ids.shape)} "
-                "(multi-axis rope positions are not supported)"
-            )
         key = (window, dtype, device)
         hit = self._cache.get(key)
         version = _version(position_ids)
         if hit is not None and hit[0] is position_ids and hit[1] == version:
             return hit[2]
+        if position_ids.ndim != 2 or position_ids.shape[-1] != q_len:
+            raise ValueError(
+                f"hf-logscale expects position_ids shaped [batch, {q_len}], got {tuple(position_ids.shape)} "
+                "(multi-axis rope positions are not supported)"
+            )
         # float64 for the formula (MPS has none): rounding once to float32 keeps Qwen's table bit for bit.
         exact = torch.float32 if device.type == "mps" else torch.float64
         n = position_ids.to(device=device, dtype=exact) + 1.0
         if window is not None:
             n = n.clamp(max=float(window))
-        s = self.scheme(n).to(dtype)
+        s = self.scheme(n).to(dtype)[:, None, :, None]
         self._cache[key] = (position_ids, version, s)
         return s
 
@@ -92,10 +93,12 @@ class LayerScale:
             return query
         s = self.state.scales(position_ids, window, query.shape[-2], kv_len, query.device, dtype)
         if self.state.probe is not None:
-            self.state.probe[self.layer_idx] = s.detach().to("cpu", torch.float64)
+            self.state.probe[self.layer_idx] = s.detach().to("cpu", torch.float64).flatten()
         if self.state.scheme.identity:
             return query
-        return (query.to(dtype) * s[:, None, :, None]).to(query.dtype)
+        if query.dtype == dtype:
+            return query * s
+        return (query.to(dtype) * s).to(query.dtype)
 
 
 _EAGER: dict[type, Callable] = {}
