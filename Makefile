@@ -25,8 +25,7 @@ $(BIN)/hf-logscale: pyproject.toml
 setup: $(BIN)/hf-logscale
 
 demo: setup
-	$(BIN)/python scripts/make_tiny_model.py runs/tiny-llama
-	$(BIN)/hf-logscale patch --model runs/tiny-llama --variant yarn:factor=4,attention_factor=1+logn
+	$(BIN)/hf-logscale patch --variant yarn:factor=4,attention_factor=1+logn
 
 test: test-main test-compat
 

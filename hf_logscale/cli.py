@@ -32,7 +32,14 @@ class DType(str, Enum):
     float64 = "float64"
 
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or patched-model folder.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id, local folder or patched-model folder (default: the built-in reference model, offline).",
+    ),
+]
 DTypeOpt = Annotated[DType, typer.Option(help="Weights dtype.")]
 DeviceOpt = Annotated[str | None, typer.Option(help="Device, e.g. cuda, cuda:1, cpu (default: transformers').")]
 AttnOpt = Annotated[
@@ -110,7 +117,7 @@ def _build_variant(scheme, train_len, tau, params, variant, recipe):
 
 @app.command()
 def patch(
-    model: ModelOpt,
+    model: ModelOpt = None,
     scheme: Annotated[str | None, typer.Option(help="β_n scheme name (see `hf-logscale schemes`).")] = None,
     train_len: Annotated[int | None, typer.Option(help="L; default: from the model config.")] = None,
     tau: Annotated[float | None, typer.Option(help="τ of the critical scheme.")] = None,
@@ -128,16 +135,17 @@ def patch(
 ) -> None:
     """Patch a model, print the effective logit multipliers, verify the patch is live, optionally save it.
 
-    Example: hf-logscale patch --model Qwen/Qwen2.5-0.5B --variant yarn:factor=4,attention_factor=1+logn
+    Example: hf-logscale patch --variant yarn:factor=4,attention_factor=1+logn  (add --model Qwen/Qwen2.5-7B)
     """
     if merge and out_dir is None:
         raise ValueError("--merge needs --out DIR")
     v = _build_variant(scheme, train_len, tau, param or [], variant, recipe)
+    layer_ids = _parse_layers(layers)  # check options before the (slow) model load
     import hf_logscale as hls
 
-    err.print(f"Loading {model} …")
+    err.print(f"Loading {model or 'the reference model'} …")
     net, tok = hls.load(model, dtype=dtype.value, device=device, attn_implementation=attn)
-    hls.patch(net, v, layers=_parse_layers(layers))
+    hls.patch(net, v, layers=layer_ids)
     report = hls.describe(net)
     _render_report(report)
     check = hls.verify(net)
@@ -227,7 +235,7 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except (ValueError, FileNotFoundError, RuntimeError, ImportError, OSError) as e:
-        if os.environ.get("HF_LOGSCALE_DEBUG"):
+        if os.environ.get("HF_LOGSCALE_DEBUG", "").lower() in ("1", "true", "yes"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         err.print(f"[red]Error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)

@@ -21,9 +21,11 @@ from . import __version__
 from .patching import CONFIG_KEY, patch, patch_state
 from .variants import Variant, as_variant
 
-__all__ = ["load", "save_patched", "ADAPTER_FILE", "DTYPES"]
+__all__ = ["load", "save_patched", "ADAPTER_FILE", "DTYPES", "REFERENCE_MODEL"]
 
 ADAPTER_FILE = "logscale_config.json"
+# The project's own small model (scripts/train_reference_model.py), shipped in the package: the offline default.
+REFERENCE_MODEL = Path(__file__).resolve().parent / "reference"
 DTYPES = {
     "auto": "auto",
     "float32": torch.float32,
@@ -44,16 +46,23 @@ def _dtype(dtype: str | torch.dtype | None) -> Any:
 def _read_adapter(model_id: str, revision: str | None) -> dict[str, Any] | None:
     """The patched-folder config: local folder first, then the hub (quietly absent offline)."""
     local = Path(model_id) / ADAPTER_FILE
-    if local.is_file():
-        return json.loads(local.read_text())
-    if Path(model_id).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
-        return None
-    try:
-        from huggingface_hub import hf_hub_download
+    if not local.is_file():
+        if Path(model_id).exists():
+            return None
+        try:  # honours HF_HUB_OFFLINE: a cached adapter still loads offline
+            from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(model_id, ADAPTER_FILE, revision=revision)).read_text())
-    except Exception:  # not a patched repo, no network, or no such repo: the plain-model path reports it
-        return None
+            local = Path(hf_hub_download(model_id, ADAPTER_FILE, revision=revision))
+        except Exception:  # not a patched repo, not cached, or no such repo: the plain-model path reports it
+            return None
+    try:
+        data = json.loads(local.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{local}: not valid JSON ({err})") from None
+    for key in ("base_model_name_or_path", "variant"):
+        if not data.get(key):
+            raise ValueError(f"{local}: missing `{key}`")
+    return data
 
 
 def load(
@@ -68,14 +77,21 @@ def load(
     trust_remote_code: bool = False,
 ) -> tuple[torch.nn.Module, Any]:
     """Load ``(model, tokenizer)`` from a hub id, a local folder, a patched folder or a merged folder, restoring
-    any saved patch, then apply ``variant`` (which replaces a saved one). Weights load as safetensors; remote code
-    runs only with ``trust_remote_code=True``. The tokenizer is ``None`` (with a warning) if the folder has none.
+    any saved patch, then apply ``variant`` (which replaces a saved one). ``model=None`` loads the built-in
+    reference model (offline). Weights load as safetensors; remote code runs only with ``trust_remote_code=True``.
+    The tokenizer is ``None`` (with a warning) if the folder has none.
     """
     if model is None:
-        raise ValueError("no model given: pass a hub id (e.g. Qwen/Qwen2.5-0.5B) or a local folder")
+        if not (REFERENCE_MODEL / "model.safetensors").is_file():
+            raise FileNotFoundError(f"the reference model is missing from {REFERENCE_MODEL}; reinstall hf-logscale")
+        model = REFERENCE_MODEL
     model_id = str(model)
-    if model_id.startswith(("/", "./", "../", "~")) and not Path(model_id).expanduser().exists():
+    if model_id.startswith("~"):
+        model_id = str(Path(model_id).expanduser())
+    if model_id.startswith(("/", "./", "../")) and not Path(model_id).exists():
         raise ValueError(f"cannot load model {model_id!r}: no such folder")
+    if device is not None:
+        _check_device(device)
     kwargs = dict(
         dtype=_dtype(dtype),
         device_map=device_map,
@@ -84,10 +100,10 @@ def load(
     )
     adapter = _read_adapter(model_id, revision)
     if adapter is not None:
-        base = adapter.get("base_model_name_or_path")
-        if not base:
-            raise ValueError(f"{model_id}/{ADAPTER_FILE}: missing `base_model_name_or_path`")
-        net, tok = _load_plain(base, adapter.get("revision"), kwargs)
+        base = adapter["base_model_name_or_path"]
+        net, tok = _load_plain(base, adapter.get("revision"), kwargs, device)
+        if getattr(net.config, CONFIG_KEY, None):  # the base is itself a merged folder: start from its base
+            _restore_from_config(net, getattr(net.config, CONFIG_KEY))
         saved = Variant.from_dict(adapter["variant"])
         expected = adapter.get("base_model_type")
         if expected and expected != net.config.model_type:
@@ -96,19 +112,30 @@ def load(
             )
         patch(net, saved, _saved={"train_len_source": adapter.get("train_len_source", "saved")})
     else:
-        net, tok = _load_plain(model_id, revision, kwargs)
+        net, tok = _load_plain(model_id, revision, kwargs, device)
         entry = getattr(net.config, CONFIG_KEY, None)
         if entry:
             _restore_from_config(net, entry)
-    if device is not None and device_map is None:
-        net.to(device)
     if variant is not None:
         patch(net, as_variant(variant))
     net.eval()
     return net, tok
 
 
-def _load_plain(model_id: str, revision: str | None, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+def _check_device(device: str | torch.device) -> None:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"`device` {device!r} is not a device: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` {device!r} asked for CUDA, but this torch build sees no CUDA device")
+
+
+def _load_plain(
+    model_id: str, revision: str | None, kwargs: dict[str, Any], device: str | torch.device | None
+) -> tuple[torch.nn.Module, Any]:
+    """Load weights and tokenizer, then move to ``device`` before any patch is applied (rotary modules built
+    by a patch then live on the model's device)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -117,6 +144,9 @@ def _load_plain(model_id: str, revision: str | None, kwargs: dict[str, Any]) -> 
         )
     except (OSError, ValueError) as err:  # missing repo or folder, invalid id, no safetensors weights
         raise ValueError(f"cannot load model {model_id!r}: {str(err).strip().splitlines()[0]}") from err
+    if device is not None and kwargs.get("device_map") is None:
+        net.to(device)
+    net._hf_logscale_source = {"name_or_path": model_id, "revision": revision}
     try:
         tok = AutoTokenizer.from_pretrained(
             model_id, revision=revision, trust_remote_code=kwargs.get("trust_remote_code", False)
@@ -161,7 +191,10 @@ def save_patched(
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
         return out
-    base = getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
+    source = getattr(model, "_hf_logscale_source", {})
+    base = (
+        source.get("name_or_path") or getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
+    )
     if not base:
         raise ValueError("the model has no base name or path to refer to; save it first, or use merge=True")
     if Path(base).exists():
@@ -170,7 +203,7 @@ def save_patched(
         "base_model_name_or_path": base,
         "base_model_type": model.config.model_type,
         "hf_logscale_version": __version__,
-        "revision": getattr(model.config, "_commit_hash", None),
+        "revision": source.get("revision") or getattr(model.config, "_commit_hash", None),
         "spec": entry["spec"],
         "train_len_source": entry["train_len_source"],
         "transformers_version": transformers.__version__,

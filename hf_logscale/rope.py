@@ -155,12 +155,28 @@ def rope_params(config: Any) -> dict[str, Any] | None:
     return {"rope_theta": getattr(config, "rope_theta", None), "rope_type": "default", **(raw or {})}
 
 
+_KEEP_ACROSS_KINDS = ("rope_theta", "partial_rotary_factor")
+
+
+def _merge_one(base: Mapping[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    # Same kind: override its parameters. Another kind: keep only what every kind shares, so a base YaRN's
+    # attention_factor or a Llama 3 factor cannot leak into the new setting. The legacy "type" key always goes
+    # (4.x configs copy it over rope_type on reload).
+    base_kind = base.get("rope_type", base.get("type", "default"))
+    kept = (
+        {k: v for k, v in base.items() if k != "type"}
+        if base_kind == update["rope_type"]
+        else {k: base[k] for k in _KEEP_ACROSS_KINDS if k in base}
+    )
+    return {**kept, **update}
+
+
 def _merge(base: Any, update: dict[str, Any]) -> dict[str, Any]:
     """Merge into a flat dict, or into every per-layer-type dict of a nested one (5.x ``layer_types``)."""
     base = copy.deepcopy(base) or {}
     if base and all(isinstance(v, Mapping) for v in base.values()):
-        return {k: {**v, **update} for k, v in base.items()}
-    return {**base, **update}
+        return {k: _merge_one(v, update) for k, v in base.items()}
+    return _merge_one(base, update)
 
 
 @dataclass
@@ -168,7 +184,7 @@ class RopeState:
     """What ``apply_rope`` changed, so ``restore_rope`` can put the exact originals back."""
 
     setting: RopeSetting
-    base_raw: Any  # the config's own rope attribute before the change, restored as is
+    base_raw: Any  # the config's own rope attribute before the change (or _MISSING), restored as is
     base_max_position_embeddings: int | None
     # transformers 4.x LongRoPE reads a top-level original_max_position_embeddings; _MISSING if it had none
     base_top_original: Any = None
@@ -179,7 +195,7 @@ class RopeState:
         return {
             **self.setting.to_dict(),
             "base_max_position_embeddings": self.base_max_position_embeddings,
-            "base_rope": self.base_raw,
+            "base_rope": None if self.base_raw is _MISSING else self.base_raw,
         }
 
 
@@ -211,11 +227,16 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
     modules. ``train_len`` is the default ``original_max_position_embeddings``."""
     config = model.config
     _check_lists(setting, config)
-    state = RopeState(setting, _raw(config), getattr(config, "max_position_embeddings", None))
+    state = RopeState(setting, getattr(config, _RAW_KEY, _MISSING), getattr(config, "max_position_embeddings", None))
+    state.base_raw = copy.deepcopy(state.base_raw) if state.base_raw is not _MISSING else _MISSING
     slots = _rotary_slots(model)
     update = setting.config_params(train_len)
     try:
-        setattr(config, _RAW_KEY, _merge(state.base_raw, update))
+        setattr(config, _RAW_KEY, _merge(None if state.base_raw is _MISSING else state.base_raw, update))
+        if (
+            setting.kind == "dynamic"
+        ):  # transformers' dynamic NTK takes the original length from max_position_embeddings
+            config.max_position_embeddings = int(train_len)
         if setting.kind in _EXTENDS_MAX_POS and "factor" in setting.params:
             orig = update["original_max_position_embeddings"]
             config.max_position_embeddings = int(round(setting.params["factor"] * orig))
@@ -250,7 +271,11 @@ def adopt_rope(model: torch.nn.Module, setting: RopeSetting, base_raw: Any, base
 
 
 def _put_back(config: Any, state: RopeState) -> None:
-    setattr(config, _RAW_KEY, copy.deepcopy(state.base_raw))
+    if state.base_raw is _MISSING:
+        if _RAW_KEY in vars(config):
+            delattr(config, _RAW_KEY)
+    else:
+        setattr(config, _RAW_KEY, copy.deepcopy(state.base_raw))
     config.max_position_embeddings = state.base_max_position_embeddings
     if state.base_top_original is _MISSING:
         delattr(config, "original_max_position_embeddings")
@@ -264,7 +289,9 @@ def restore_rope(model: torch.nn.Module, state: RopeState) -> None:
         _rebuild(_rotary_slots(model), model.config)
     else:
         for parent, name, original in state.modules:
-            setattr(parent, name, original)
+            current = getattr(parent, name)
+            buf = getattr(current, "inv_freq", None)
+            setattr(parent, name, original.to(buf.device) if isinstance(buf, torch.Tensor) else original)
 
 
 def attention_factor(model: torch.nn.Module) -> float:

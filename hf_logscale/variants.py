@@ -196,6 +196,9 @@ def _recipe_from(data: dict[str, Any], path: Path) -> Variant:
         raise ValueError(
             f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RECIPE_KEYS))}"
         )
+    for table in ("scale", "rope"):
+        if table in data and not isinstance(data[table], dict):
+            raise ValueError(f"{where}: `{table}` must be a table ([{table}]), got {data[table]!r}")
     try:
         scale_tbl = dict(data.get("scale") or {})
         bad = set(scale_tbl) - _SCALE_KEYS - _scheme_params(scale_tbl.get("scheme", "none"))

@@ -210,7 +210,7 @@ def test_train_len_resolution_and_verify():
     assert [r["s"] for r in report.rows] == pytest.approx([1, 1, 7 / 6, 8 / 6, 9 / 6, 10 / 6], rel=1e-12)
     check = hls.verify(model)
     assert check.ok, check.message
-    assert check.seen[0] == pytest.approx(report_s := [r["s"] for r in report.rows], rel=1e-6), report_s
+    assert check.seen[0] == pytest.approx([1, 1, 7 / 6, 8 / 6, 9 / 6, 10 / 6], rel=1e-6)
 
 
 def test_sliding_window_clips_n_in_verify():
@@ -221,3 +221,33 @@ def test_sliding_window_clips_n_in_verify():
     capped = ref_scale("logn", 16)(24)
     assert max(check.seen[0]) == pytest.approx(capped, rel=1e-6)
     assert hls.describe(model).windows == {0: 24, 1: 24}
+
+
+@torch.no_grad()
+def test_failed_patch_keeps_the_previous_one():
+    model = make_model("llama", max_position_embeddings=16)
+    x = ids()
+    hls.patch(model, "yarn:factor=4+logn")
+    active = model(x).logits
+    with pytest.raises(ValueError, match="must have 8 entries"):
+        hls.patch(
+            model,
+            hls.Variant(rope=hls.RopeSetting("longrope", {"short_factor": [1.0], "long_factor": [1.0], "factor": 2})),
+        )
+    assert hls.patch_state(model).variant.spec == "yarn:factor=4.0+logn"
+    assert torch.equal(model(x).logits, active)
+    with pytest.raises(ValueError, match="selected no attention layer"):
+        with hls.patched(model, hls.LogScaleConfig("ssmax", layers=lambda i: False)):
+            pass
+    assert torch.equal(model(x).logits, active)
+    # a RoPE patch active before a block comes back after it
+    with hls.patched(model, "critical:tau=2"):
+        assert hls.patch_state(model).rope is None
+    assert hls.patch_state(model).rope is not None and torch.equal(model(x).logits, active)
+
+
+def test_flash_backends_are_refused_clearly():
+    from hf_logscale.patching.attention import register_backend
+
+    with pytest.raises(ValueError, match="'flash_attention_2' is not supported yet; load the model with"):
+        register_backend("flash_attention_2")

@@ -87,15 +87,35 @@ def test_variant_argument_replaces_saved_patch(base_dir, tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(ValueError, match="no model given"):
-        hls.load(None)
     with pytest.raises(ValueError, match="cannot load model"):
         hls.load(tmp_path / "missing")
     bad = tmp_path / "adapter"
     bad.mkdir()
     (bad / "logscale_config.json").write_text("{}")
-    with pytest.raises(ValueError, match="missing `base_model_name_or_path`"):
+    with pytest.raises(ValueError, match=r"logscale_config.json: missing `base_model_name_or_path`"):
         hls.load(bad)
+    (bad / "logscale_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"logscale_config.json: not valid JSON"):
+        hls.load(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="asked for CUDA"):
+            hls.load(bad, device="cuda")
+
+
+def test_adapter_over_a_merged_base_starts_from_the_base(base_dir, tmp_path):
+    with pytest.warns(UserWarning):
+        model, _ = hls.load(base_dir, variant="yarn:factor=4+logn")
+    merged = hls.save_patched(model, tmp_path / "merged", merge=True)
+    with pytest.warns(UserWarning):
+        on_merged, _ = hls.load(merged, variant="ssmax")
+    adapter = hls.save_patched(on_merged, tmp_path / "adapter")
+    with pytest.warns(UserWarning):
+        again, _ = hls.load(adapter)
+        plain, _ = hls.load(base_dir, variant="ssmax")
+    assert rope_params(again.config) == rope_params(plain.config)
+    assert again.config.max_position_embeddings == plain.config.max_position_embeddings == 16
+    x = ids()
+    assert torch.equal(again(x).logits, plain(x).logits)
 
 
 def test_saving_needs_a_patch_and_a_base(tmp_path):

@@ -165,3 +165,48 @@ def test_rope_errors_from_transformers_leave_model_untouched():
     assert rope_params(model.config)["rope_type"] == "longrope" and model.config.max_position_embeddings == 64
     assert attention_factor(model) == pytest.approx(math.sqrt(1 + math.log(2) / math.log(32)))  # LongRoPE's own
     hls.unpatch(model)
+
+
+def test_rope_rollback_when_transformers_rejects(monkeypatch):
+    import hf_logscale.rope as rope
+
+    model = make_model("llama", max_position_embeddings=32)
+    before = (rope_params(model.config), model.config.max_position_embeddings, model.model.rotary_emb)
+
+    def boom(slots, config):
+        raise RuntimeError("rotary init failed")
+
+    monkeypatch.setattr(rope, "_rebuild", boom)
+    with pytest.raises(ValueError, match="transformers rejected the RoPE setting 'yarn:factor=4.0': rotary init"):
+        hls.patch(model, "yarn:factor=4")
+    assert (rope_params(model.config), model.config.max_position_embeddings, model.model.rotary_emb) == before
+    assert not hls.is_patched(model)
+
+
+def test_other_kind_does_not_inherit_base_rope_keys():
+    llama3 = {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32,
+    }
+    if V5:
+        model = make_model("llama", max_position_embeddings=256, rope_parameters={**llama3, "rope_theta": 5e5})
+    else:
+        model = make_model("llama", max_position_embeddings=256, rope_scaling=llama3, rope_theta=5e5)
+    hls.patch(model, "dynamic:factor=2")
+    params = rope_params(model.config)
+    assert params["rope_type"] == "dynamic" and params["factor"] == 2.0 and params["rope_theta"] == 5e5
+    assert "low_freq_factor" not in params and "type" not in params
+    # dynamic NTK takes its original length from max_position_embeddings: L, not the Llama 3 extended 256
+    assert model.config.max_position_embeddings == 32
+    hls.unpatch(model)
+    assert rope_params(model.config)["rope_type"] == "llama3" and model.config.max_position_embeddings == 256
+
+
+def test_recipe_tables_must_be_tables(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("scale = 5\n")
+    with pytest.raises(ValueError, match=r"bad\.toml: `scale` must be a table"):
+        hls.load_recipe(str(path))

@@ -133,6 +133,13 @@ def register_backend(base: str) -> str:
     """Register ``logscale_<base>`` (attention + mask function) once per process; return its name."""
     if base.startswith(PREFIX):
         raise ValueError(f"attention implementation {base!r} is already a logscale wrapper")
+    if "flash" in base:
+        # transformers' flash path looks its kernel up by config._attn_implementation, which the wrapper renames;
+        # untested here (no GPU in CI), so refuse rather than fail on the first forward.
+        raise ValueError(
+            f"attention implementation {base!r} is not supported yet; load the model with attn_implementation='sdpa' "
+            "(torch's SDPA uses flash kernels on GPU when no mask is needed)"
+        )
     if base not in ALL_MASK_ATTENTION_FUNCTIONS or (base != "eager" and base not in ALL_ATTENTION_FUNCTIONS):
         known = sorted(set(ALL_MASK_ATTENTION_FUNCTIONS.keys()))
         raise ValueError(

@@ -39,6 +39,7 @@ class PatchState:
     layers: list[int]
     rope: RopeState | None
     scale: ScaleState
+    previous_entry: Any = None  # a `logscale` config entry present before patching (restored by unpatch)
 
     def config_entry(self) -> dict[str, Any]:
         """The ``logscale`` entry written into the model config; ``hf_logscale.load`` re-applies it."""
@@ -89,11 +90,23 @@ def patch(
     variant = as_variant(cfg)
     if layers is not None:
         variant = replace(variant, scale=replace(variant.scale, layers=tuple(layers)))
-    all_layers = attention_layers(model)  # raises for unsupported architectures
-    selected = _select(all_layers, variant.scale.layers)
-    if is_patched(model):
+    selected = _select(attention_layers(model), variant.scale.layers)  # raises for unsupported architectures
+    previous = patch_state(model)
+    if previous is not None:
         unpatch(model)
-    elif _saved is None and getattr(model.config, CONFIG_KEY, None):
+        try:
+            return _install(model, variant, selected, _saved)
+        except Exception:
+            patch(model, previous.variant)  # a failed patch leaves the previous one in place
+            raise
+    return _install(model, variant, selected, _saved)
+
+
+def _install(
+    model: torch.nn.Module, variant: Variant, selected: list, _saved: dict[str, Any] | None
+) -> torch.nn.Module:
+    previous_entry = getattr(model.config, CONFIG_KEY, None)
+    if _saved is None and previous_entry:
         warnings.warn(
             "this model's config carries a `logscale` entry from a saved patched model, but no patch is active; "
             "load it with hf_logscale.load() to restore that patch. Patching over it now.",
@@ -138,6 +151,7 @@ def patch(
         layers=[idx for idx, _ in selected],
         rope=rope_state,
         scale=scale,
+        previous_entry=None if _saved is not None else previous_entry,
     )
     setattr(model, MODEL_ATTR, state)
     if not variant.scale.is_custom and not callable(variant.scale.layers):
@@ -178,6 +192,8 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
         restore_rope(model, state.rope)
     if hasattr(model.config, CONFIG_KEY):
         delattr(model.config, CONFIG_KEY)
+    if state.previous_entry is not None:
+        setattr(model.config, CONFIG_KEY, state.previous_entry)
     delattr(model, MODEL_ATTR)
     if model.config._attn_implementation.startswith(PREFIX):
         raise RuntimeError("unpatch failed to restore the attention implementation")
@@ -189,7 +205,7 @@ def patched(model: torch.nn.Module, cfg: Variant | LogScaleConfig | str, **kwarg
     """Patch for the duration of a ``with`` block; on exit (also on error) restore the previous state, including
     a patch that was active before."""
     previous = patch_state(model)
-    patch(model, cfg, **kwargs)
+    patch(model, cfg, **kwargs)  # on failure the previous patch stays
     try:
         yield model
     finally:
