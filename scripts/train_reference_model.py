@@ -106,20 +106,28 @@ def doc_stream(tok, docs) -> list[int]:
     return out
 
 
-@torch.no_grad()
-def heldout_nll(model, tok, docs, n: int, max_windows: int) -> tuple[float, int]:
-    """Token-weighted NLL (nats) over disjoint windows of ``n`` tokens (BOS + n − 1 document tokens)."""
-    total, count, windows = 0.0, 0, 0
+def heldout_windows(tok, docs, n: int, max_windows: int):
+    """Disjoint runs of ``n − 1`` document tokens (a BOS completes each ``n``-token window), book by book, at most
+    ``max_windows`` of them."""
+    windows = 0
     for d in docs:
         ids = tok(d.text, add_special_tokens=False)["input_ids"]
         for s in range(0, len(ids) - (n - 1) + 1, n - 1):
             if windows >= max_windows:
-                break
-            x = torch.tensor([[tok.bos_token_id] + ids[s : s + n - 1]])
-            logits = model(x).logits[0, :-1].float()
-            total += F.cross_entropy(logits, x[0, 1:], reduction="sum").item()
-            count += n - 1
+                return
+            yield ids[s : s + n - 1]
             windows += 1
+
+
+@torch.no_grad()
+def heldout_nll(model, tok, docs, n: int, max_windows: int) -> tuple[float, int]:
+    """Token-weighted NLL (nats) over disjoint windows of ``n`` tokens (BOS + n − 1 document tokens)."""
+    total, count = 0.0, 0
+    for run in heldout_windows(tok, docs, n, max_windows):
+        x = torch.tensor([[tok.bos_token_id] + run])
+        logits = model(x).logits[0, :-1].float()
+        total += F.cross_entropy(logits, x[0, 1:], reduction="sum").item()
+        count += n - 1
     return total / count, count
 
 
@@ -140,15 +148,10 @@ def passkey_accuracy(model, tok, n: int, trials: int, seed: int) -> float:
 def unigram_nll(train_stream: list[int], tok, docs, n: int, max_windows: int, vocab: int) -> float:
     counts = torch.bincount(torch.tensor(train_stream), minlength=vocab).double() + 1.0  # add-one smoothing
     logp = (counts / counts.sum()).log()
-    total, count, windows = 0.0, 0, 0
-    for d in docs:
-        ids = tok(d.text, add_special_tokens=False)["input_ids"]
-        for s in range(0, len(ids) - (n - 1) + 1, n - 1):
-            if windows >= max_windows:
-                break
-            total -= logp[torch.tensor(ids[s : s + n - 1])].sum().item()
-            count += n - 1
-            windows += 1
+    total, count = 0.0, 0
+    for run in heldout_windows(tok, docs, n, max_windows):
+        total -= logp[torch.tensor(run)].sum().item()
+        count += n - 1
     return total / count
 
 
