@@ -47,7 +47,7 @@ AttnOpt = Annotated[
     typer.Option(
         "--attn",
         help="attn_implementation to load with: sdpa, eager, "
-        "flash_attention_2, flex_attention (default: transformers').",
+        "flex_attention (default: transformers'; flash_attention_* is not supported yet).",
     ),
 ]
 
