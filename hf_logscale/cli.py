@@ -166,6 +166,221 @@ def patch(
         )
 
 
+eval_app = typer.Typer(
+    help="Long-context evaluation: perplexity across lengths, passkey and needle retrieval.", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
+
+VariantOpt = Annotated[
+    str | None, typer.Option(help="Variant spec or @recipe applied before evaluating, e.g. yarn:factor=4+logn.")
+]
+LengthsOpt = Annotated[
+    str, typer.Option(help="Context lengths in tokens: 256,512,1k,2k (k = 1024) or multiples of L: 1x,2x,4x.")
+]
+DepthsOpt = Annotated[str, typer.Option(help="Depths of the key/needle, fractions in [0, 1].")]
+TrialsOpt = Annotated[int, typer.Option(min=1, help="Prompts per (length, depth) cell.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the keys and haystack offsets.")]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(help="sample (offline), pg19, proof-pile, govreport, hub:owner/name[:config], or a .txt/.jsonl/"
+                 ".parquet path or folder of .txt."),
+]  # fmt: skip
+FieldOpt = Annotated[str | None, typer.Option(help="Text field of a .jsonl/.parquet/hub dataset (default: text).")]
+SplitOpt = Annotated[str | None, typer.Option(help="Dataset split (default: test; sample: heldout).")]
+BatchOpt = Annotated[str, typer.Option(help="Windows/prompts per forward pass, or auto (about 32k tokens); halves "
+                                            "on out-of-memory.")]  # fmt: skip
+OutOpt = Annotated[Path, typer.Option("--out", help="Results folder: results.jsonl (resumable) and summary.csv.")]
+
+
+class Mode(str, Enum):
+    truncate = "truncate"
+    sliding = "sliding"
+
+
+@eval_app.command("ppl")
+def eval_ppl(
+    model: ModelOpt = None,
+    variant: VariantOpt = None,
+    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
+    dataset: DatasetOpt = "sample",
+    field: FieldOpt = None,
+    split: SplitOpt = None,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="truncate: first n tokens of each document; sliding: all tokens, windows of n every --stride tokens."
+        ),
+    ] = Mode.truncate,  # fmt: skip
+    stride: Annotated[int | None, typer.Option(help="Sliding-mode stride (default n/2).")] = None,
+    max_documents: Annotated[int | None, typer.Option(help="At most this many documents per length.")] = None,
+    batch_size: BatchOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_dir: OutOpt = Path("results"),
+) -> None:
+    """Perplexity, NLL and bits per byte at each length, with a per-position loss curve.
+
+    Example: hf-logscale eval ppl --lengths 1x,2x,4x,8x,16x  (add --model M --variant yarn:factor=4)
+    """
+    if stride is not None and mode is not Mode.sliding:
+        raise ValueError("--stride goes with --mode sliding")
+    settings = dict(dataset=dataset, field=field, split=split, mode=mode.value, stride=stride,
+                    max_documents=max_documents)  # fmt: skip
+    _evaluate("ppl", model, variant, lengths, None, settings, batch_size, dtype, device, attn, out_dir)
+
+
+@eval_app.command("passkey")
+def eval_passkey(
+    model: ModelOpt = None,
+    variant: VariantOpt = None,
+    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
+    depths: DepthsOpt = "0,0.25,0.5,0.75,1",
+    trials: TrialsOpt = 10,
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_dir: OutOpt = Path("results"),
+) -> None:
+    """Passkey retrieval (YaRN's template) over lengths × depths: generation accuracy and teacher-forced scores.
+
+    Example: hf-logscale eval passkey --lengths 1x,2x,4x --trials 20
+    """
+    _evaluate("passkey", model, variant, lengths, depths, dict(trials=trials, seed=seed), batch_size, dtype, device,
+              attn, out_dir)  # fmt: skip
+
+
+@eval_app.command("needle")
+def eval_needle(
+    model: ModelOpt = None,
+    variant: VariantOpt = None,
+    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
+    depths: DepthsOpt = "0,0.25,0.5,0.75,1",
+    trials: TrialsOpt = 10,
+    seed: SeedOpt = 0,
+    dataset: DatasetOpt = "sample",
+    field: FieldOpt = None,
+    split: SplitOpt = None,
+    batch_size: BatchOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_dir: OutOpt = Path("results"),
+) -> None:
+    """Needle in a haystack: a key sentence at a sentence boundary of real text, exact-match scoring.
+
+    Example: hf-logscale eval needle --lengths 1x,4x --dataset pg19
+    """
+    settings = dict(trials=trials, seed=seed, dataset=dataset, field=field, split=split)
+    _evaluate("needle", model, variant, lengths, depths, settings, batch_size, dtype, device, attn, out_dir)
+
+
+def _evaluate(task, model, variant, lengths, depths, settings, batch_size, dtype, device, attn, out_dir) -> None:
+    from .eval import EvalSpec, evaluate, parse_depths, parse_lengths
+    from .results import ResultStore
+    from .variants import parse_variant
+
+    v = parse_variant(variant) if variant else None  # check options before the (slow) model load
+    if depths is not None:
+        settings["depths"] = parse_depths(depths)
+    if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
+        raise ValueError(f"--batch-size must be a positive integer or auto, got {batch_size!r}")
+    import torch
+
+    import hf_logscale as hls
+
+    if device is None and torch.cuda.is_available():
+        device = "cuda"
+    err.print(f"Loading {model or 'the reference model'} …")
+    net, tok = hls.load(model, variant=v, dtype=dtype.value, device=device, attn_implementation=attn)
+    state = hls.patch_state(net)
+    train_len = state.train_len if state else _train_len(net)
+    spec = EvalSpec(task=task, lengths=parse_lengths(lengths, train_len), **settings)
+    store = ResultStore(out_dir)
+    err.print(
+        f"{task}: lengths {', '.join(map(str, spec.lengths))} (L = {train_len}); variant {v.label if v else 'none'};"
+        f" results → {store.path}"
+    )
+    with _progress() as bar:
+        records = evaluate(
+            net, tok, spec, store, model_name=model or "reference", variant=v.label if v else "none",
+            batch_size=batch_size if batch_size == "auto" else int(batch_size), progress=bar,
+        )  # fmt: skip
+    _render_records(task, records, train_len)
+    out.print(f"Results: {store.path} and {store.dir / 'summary.csv'}")
+
+
+def _train_len(net) -> int | None:
+    from .config import resolve_train_len
+
+    try:
+        return resolve_train_len(net.config)[0]
+    except ValueError:
+        return None
+
+
+class _progress:
+    """A rich progress bar on stderr; calling it starts a task and returns its advance function."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=err, transient=False,
+        )  # fmt: skip
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, description: str, total: int):
+        task = self.bar.add_task(description, total=total)
+        return lambda k: self.bar.advance(task, k)
+
+
+def _render_records(task: str, records: list[dict], train_len: int | None) -> None:
+    from .eval import METRICS
+
+    by_cell: dict[tuple, dict[str, dict]] = {}
+    for r in records:
+        by_cell.setdefault((r["length"], r["depth"]), {})[r["metric"]] = r
+    lengths = sorted({n for n, _ in by_cell})
+    ratio = (lambda n: f"{n / train_len:g}") if train_len else (lambda n: "—")
+    table = Table(title=f"{task}: {records[0]['model']} · {records[0]['variant']}" if records else task)
+    table.add_column("n", justify="right")
+    table.add_column("n / L", justify="right")
+    if task == "ppl":
+        for col in ("perplexity", "NLL", "bits/byte", "tokens", "docs (skipped)"):
+            table.add_column(col, justify="right")
+        for n in lengths:
+            m = by_cell[(n, None)]
+            if m["nll"]["status"] != "ok":
+                table.add_row(str(n), ratio(n), "[red]out of memory[/red]", "", "", "", "")
+                continue
+            c = m["nll"]["counts"]
+            table.add_row(
+                str(n), ratio(n), f"{m['perplexity']['value']:.3f}", f"{m['nll']['value']:.4f}",
+                f"{m['bits_per_byte']['value']:.4f}", f"{c['tokens']:,}", f"{c['documents']} ({c['skipped']})",
+            )  # fmt: skip
+    else:
+        depths = sorted({d for _, d in by_cell})
+        for d in depths:
+            table.add_column(f"acc @ {d:g}", justify="right")
+        for col in ("accuracy", "TF top-1", "TF log p"):
+            table.add_column(col, justify="right")
+        for n in lengths:
+            cells = [by_cell[(n, d)] for d in depths]
+            ok = [c for c in cells if c["accuracy"]["status"] == "ok"]
+            accs = [f"{c['accuracy']['value']:.2f}" if c in ok else "[red]OOM[/red]" for c in cells]
+            means = [sum(c[k]["value"] for c in ok) / len(ok) if ok else float("nan") for k in METRICS[task]]
+            table.add_row(str(n), ratio(n), *accs, *(f"{m:.2f}" for m in means))
+    out.print(table)
+
+
 def _render_report(r) -> None:
     info = Table(show_header=False, box=None)
     info.add_column(style="bold")

@@ -108,3 +108,37 @@ def test_errors_are_one_line_with_exit_code_2(monkeypatch, capsys, tiny, args, m
     assert code == 2
     assert message in err
     assert "Traceback" not in err and "Traceback" not in out
+
+
+def test_eval_ppl_passkey_needle_on_the_reference_model(monkeypatch, capsys, tmp_path):
+    out_dir = str(tmp_path / "res")
+    code, out, err = run(monkeypatch, capsys, "eval", "ppl", "--lengths", "1x,2x", "--max-documents", "2",
+                         "--out", out_dir)  # fmt: skip
+    assert code == 0, err
+    assert "ppl: reference · none" in out and "perplexity" in out and "ppl n=512" in err
+    code, out, err = run(monkeypatch, capsys, "eval", "passkey", "--lengths", "256", "--depths", "0,1", "--trials",
+                         "2", "--variant", "logn", "--out", out_dir)  # fmt: skip
+    assert code == 0, err
+    assert "passkey: reference · logn" in out and "acc @ 1" in out
+    code, out, err = run(monkeypatch, capsys, "eval", "needle", "--lengths", "300", "--depths", "0.5", "--trials",
+                         "2", "--out", out_dir)  # fmt: skip
+    assert code == 0, err
+    records = [json.loads(x) for x in (tmp_path / "res" / "results.jsonl").read_text().splitlines()]
+    assert {(r["task"], r["variant"]) for r in records} == {("ppl", "none"), ("passkey", "logn"), ("needle", "none")}
+    assert (tmp_path / "res" / "summary.csv").read_text().count("\n") == len(records) + 1
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["eval", "ppl", "--lengths", "12q"], "--lengths: '12q' is not a length"),
+        (["eval", "ppl", "--stride", "8"], "--stride goes with --mode sliding"),
+        (["eval", "ppl", "--dataset", "/no/such.jsonl"], "no such file or folder"),
+        (["eval", "passkey", "--depths", "0.5,2"], "--depths must be"),
+        (["eval", "passkey", "--batch-size", "0"], "--batch-size must be"),
+        (["eval", "passkey", "--variant", "logn:tau=1"], "tau"),
+    ],
+)
+def test_eval_errors(monkeypatch, capsys, tmp_path, args, message):
+    code, _, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path))
+    assert code == 2 and message in err and "Traceback" not in err

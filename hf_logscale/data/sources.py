@@ -1,0 +1,118 @@
+"""Text sources for evaluation: the offline sample corpus, hub datasets by name, and local files.
+
+``load_documents(source)`` returns a list of ``Document`` for:
+
+- ``sample`` — the held-out books of the offline sample corpus (the default; no network);
+- ``pg19``, ``proof-pile``, ``govreport`` — the long-document test sets of the YaRN evaluations, through
+  ``datasets.load_dataset`` (cached copies load offline with ``HF_DATASETS_OFFLINE=1``);
+- ``hub:owner/name[:config]`` — any hub dataset, with ``field`` and ``split``;
+- a local ``.txt`` file (one document) or folder of ``.txt`` files, a ``.jsonl`` file (one document per line, text
+  in ``field``) or a ``.parquet`` file (text in column ``field``), all through the ``datasets`` builders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .sample import Document, sample_corpus
+
+__all__ = ["HUB_DATASETS", "HubDataset", "load_documents", "source_names"]
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    path: str  # hub id, or a local folder laid out the same way
+    field: str = "text"
+    split: str = "test"
+    name: str | None = None  # dataset config
+    data_files: dict[str, str] | None = None
+    about: str = ""
+
+
+HUB_DATASETS: dict[str, HubDataset] = {
+    "pg19": HubDataset("emozilla/pg19-test", about="PG-19 test split: 100 books (parquet)"),
+    "proof-pile": HubDataset(
+        "hoskinson-center/proof-pile",
+        data_files={"test": "test/*.jsonl.gz"},
+        about="Proof-pile test split (arXiv math, formal proofs; YaRN's perplexity set)",
+    ),
+    "govreport": HubDataset(
+        "ccdv/govreport-summarization", field="report", about="GovReport test split: government reports"
+    ),
+}
+
+
+def source_names() -> list[str]:
+    return ["sample", *HUB_DATASETS, "hub:owner/name[:config]", "PATH (.txt, folder of .txt, .jsonl, .parquet)"]
+
+
+def load_documents(
+    source: str = "sample", *, field: str | None = None, split: str | None = None, limit: int | None = None
+) -> list[Document]:
+    """Documents of ``source`` (see the module docstring), in the source's order, at most ``limit`` of them."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"`limit` must be ≥ 1, got {limit}")
+    if source == "sample":
+        docs = sample_corpus(split or "heldout")
+    elif source in HUB_DATASETS:
+        spec = HUB_DATASETS[source]
+        docs = _from_hub(spec.path, spec.name, split or spec.split, field or spec.field, spec.data_files, source)
+    elif source.startswith("hub:"):
+        repo, _, config = source[4:].partition(":")
+        if not repo:
+            raise ValueError("a hub source is written hub:owner/name or hub:owner/name:config")
+        docs = _from_hub(repo, config or None, split or "test", field or "text", None, source)
+    else:
+        docs = _from_path(Path(source).expanduser(), field or "text", split)
+    return docs[:limit] if limit else docs
+
+
+def _from_hub(path, name, split, field, data_files, label) -> list[Document]:
+    datasets = _datasets()
+    try:
+        ds = datasets.load_dataset(path, name, split=split, data_files=data_files)
+    except Exception as err:  # offline and not cached, no such repo or split: one clear line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot load dataset {label!r} ({path}, split {split!r}): {first}") from err
+    return _documents(ds, field, label)
+
+
+def _from_path(path: Path, field: str, split: str | None) -> list[Document]:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {str(path)!r}: no such file or folder; use sample, {', '.join(HUB_DATASETS)}, "
+            "hub:owner/name, or a .txt/.jsonl/.parquet path"
+        )
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        if not files:
+            raise ValueError(f"dataset folder {str(path)!r} holds no .txt files")
+        return [Document(f.stem, f.read_text(encoding="utf-8")) for f in files]
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix == ".txt":
+        return [Document(path.stem, path.read_text(encoding="utf-8"))]
+    builder = {".jsonl": "json", ".json": "json", ".jsonl.gz": "json", ".parquet": "parquet"}.get(suffix)
+    if builder is None:
+        raise ValueError(f"dataset {str(path)!r}: unsupported file type {suffix!r}; use .txt, .jsonl or .parquet")
+    try:
+        ds = _datasets().load_dataset(builder, data_files=str(path), split="train")
+    except Exception as err:
+        raise ValueError(f"cannot read {str(path)!r} as {builder}: {str(err).strip().splitlines()[0]}") from err
+    return _documents(ds, field, str(path))
+
+
+def _documents(ds: Any, field: str, label: str) -> list[Document]:
+    if field not in ds.column_names:
+        raise ValueError(
+            f"dataset {label!r} has no field {field!r}; its fields are {', '.join(ds.column_names)} (pass --field)"
+        )
+    return [Document(f"{label}[{i}]", str(text)) for i, text in enumerate(ds[field]) if text]
+
+
+def _datasets():
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets

@@ -1,0 +1,101 @@
+"""Scoring retrieval prompts (passkey, needle): greedy generation and teacher forcing from one prefill.
+
+Prompts of one cell all have the same token length, so they batch without padding. ``model.generate`` (greedy,
+the project's own generation settings, not the checkpoint's sampling defaults) gives the answer text, scored as
+YaRN does: the first integer in it must equal the key. Its KV cache, cropped back to the prompt, then takes the
+expected answer tokens in one short forward pass: the teacher-forced log-probability of the key's tokens and
+whether each is the top-1 prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig
+
+from ..data.passkey import first_integer
+from .batching import input_device
+from .logprobs import decoder_hidden, logits_at
+
+__all__ = ["Trial", "score_prompts"]
+
+
+@dataclass(frozen=True)
+class Trial:
+    key: int
+    hit: bool  # generation: first integer of the answer equals the key
+    generated: str
+    tf_top1: bool  # teacher forcing: every answer token is the top-1 prediction
+    tf_logprob: float  # teacher forcing: log-probability of the answer tokens (nats)
+
+
+def _cache(gen):
+    return getattr(gen, "past_key_values", None) or getattr(gen, "cache", None)
+
+
+@torch.no_grad()
+def score_prompts(
+    model,
+    tokenizer,
+    prompts: Sequence[Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    keys: Sequence[int],
+    max_new_tokens: int = 10,
+) -> list[Trial]:
+    """Score equal-length ``prompts`` whose expected continuations are ``answers`` (token ids of " {key}")."""
+    if len({len(p) for p in prompts}) != 1:
+        raise ValueError("prompts of one batch must have the same length")
+    device = input_device(model)
+    x = torch.tensor([list(p) for p in prompts], device=device)
+    n = x.shape[1]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=model.generation_config.eos_token_id,
+        pad_token_id=pad,
+    )
+    gen = model.generate(
+        x,
+        attention_mask=torch.ones_like(x),
+        generation_config=config,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
+    texts = tokenizer.batch_decode(gen.sequences[:, n:], skip_special_tokens=True)
+    width = max(len(a) for a in answers)
+    filler = pad if pad is not None else 0
+    ans = torch.tensor([list(a) + [filler] * (width - len(a)) for a in answers], device=device)
+    logits = gen.logits[0].float()[:, None, :]  # the prompt's last position: the same for both scorings
+    if width > 1:
+        logits = torch.cat([logits, _answer_logits(model, x, ans, _cache(gen)).to(logits.device)], dim=1)
+    logp = torch.log_softmax(logits, dim=-1)
+    out = []
+    for i, (a, key) in enumerate(zip(answers, keys, strict=True)):
+        k = len(a)
+        target = ans[i, :k]
+        lp = logp[i, torch.arange(k, device=logp.device), target.to(logp.device)]
+        top1 = bool((logits[i, :k].argmax(-1) == target.to(logits.device)).all())
+        out.append(Trial(key, first_integer(texts[i]) == key, texts[i], top1, float(lp.sum())))
+    return out
+
+
+def _answer_logits(model, prompt: torch.Tensor, ans: torch.Tensor, cache) -> torch.Tensor:
+    """Logits [B, width − 1, V] for answer tokens 1.. given the prompt and the answer so far."""
+    n = prompt.shape[1]
+    try:
+        cache.crop(n)
+    except (AttributeError, ValueError, NotImplementedError, TypeError):
+        cache = None  # a cache that cannot be cropped (e.g. sliding-window layers): prefill prompt + answer again
+    if cache is not None:
+        out = model(
+            input_ids=ans[:, :-1],
+            past_key_values=cache,
+            attention_mask=torch.ones(ans.shape[0], n + ans.shape[1] - 1, dtype=torch.long, device=ans.device),
+            use_cache=True,
+        )
+        return out.logits.float()
+    hidden = decoder_hidden(model, torch.cat([prompt, ans[:, :-1]], dim=1))
+    return logits_at(model, hidden[:, n:])
