@@ -246,7 +246,7 @@ def main() -> None:
             model.eval()
             digit, key = passkey_teacher_forced(model, tok, args.train_len, 64, seed=10**6 + step)
             model.train()
-            print(f"  passkey at L, teacher-forced over 64 prompts: digits {digit:.3f}, whole keys {key:.2f}", flush=True)
+            print(f"  passkey at L, teacher-forced (64 prompts): digits {digit:.3f}, whole keys {key:.2f}", flush=True)
     train_minutes = (time.time() - t_train) / 60
     model.eval()
 

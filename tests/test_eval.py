@@ -76,6 +76,7 @@ def ref_nll(model, bos, docs, n, mode, stride=None, scale=lambda k: 1.0):
     return total / count, count
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("mode,stride", [("truncate", None), ("sliding", 13), ("sliding", 32)])
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral_sw24"])
 def test_perplexity_equals_float64_full_logits(tok, docs, monkeypatch, family, mode, stride):
@@ -217,6 +218,7 @@ def test_passkey_prompts_exact_length_and_depth(tok):
                 assert abs(p.depth - depth) * budget <= sentence  # the nearest sentence boundary
 
 
+@pytest.mark.core
 def test_scoring_matches_direct_computation():
     model, tok = hls.load()  # the reference model retrieves at its training length: hits and misses both occur
     prompts = passkey_prompts(tok, 256, 0.5, 6, seed=1) + passkey_prompts(tok, 512, 0.5, 0, seed=1)
