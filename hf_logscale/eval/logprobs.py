@@ -47,6 +47,6 @@ def next_token_nll(model: Any, hidden: torch.Tensor, targets: torch.Tensor) -> t
     for s in range(0, t, step):
         logits = head(hidden[:, s : s + step]).float()
         tgt = targets[:, s : s + step].to(logits.device)
-        nll = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
-        out[:, s : s + step] = nll.to(out.device)
+        nll = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
+        out[:, s : s + step] = nll.view(tgt.shape).to(out.device)
     return out
