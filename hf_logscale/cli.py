@@ -370,7 +370,7 @@ def _render_records(task: str, records: list[dict], train_len: int | None) -> No
         depths = sorted({d for _, d in by_cell})
         for d in depths:
             table.add_column(f"acc @ {d:g}", justify="right")
-        for col in ("accuracy", "TF top-1", "TF log p"):
+        for col in ("accuracy", "TF key top-1", "TF token top-1", "TF log p"):
             table.add_column(col, justify="right")
         for n in lengths:
             cells = [by_cell[(n, d)] for d in depths]

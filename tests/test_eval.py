@@ -230,7 +230,8 @@ def test_scoring_matches_direct_computation():
         n, k = len(p.input_ids), len(p.answer_ids)
         direct = sum(lp[n - 1 + j, p.answer_ids[j]].item() for j in range(k))
         assert t.tf_logprob == pytest.approx(direct, rel=1e-4, abs=1e-4)
-        assert t.tf_top1 == all(lp[n - 1 + j].argmax().item() == p.answer_ids[j] for j in range(k))
+        top1 = [lp[n - 1 + j].argmax().item() == p.answer_ids[j] for j in range(k)]
+        assert t.tf_top1 == all(top1) and t.tf_token_top1 == pytest.approx(sum(top1) / k)
         seq = list(p.input_ids)  # greedy decoding, no cache, one full forward per token
         for _ in range(10):
             nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
@@ -286,7 +287,7 @@ def test_evaluate_passkey_and_needle_records(tok, tmp_path):
     spec = EvalSpec(task="passkey", lengths=(160,), depths=(0.0, 1.0), trials=3)
     records = evaluate(model, tok, spec, store, model_name="tiny", variant="none")
     assert [(r["depth"], r["metric"]) for r in records] == [
-        (d, m) for d in (0.0, 1.0) for m in ("accuracy", "tf_accuracy", "tf_logprob")
+        (d, m) for d in (0.0, 1.0) for m in ("accuracy", "tf_accuracy", "tf_token_accuracy", "tf_logprob")
     ]
     acc = [r for r in records if r["metric"] == "accuracy"]
     assert all(len(r["trials"]) == 3 and r["counts"] == {"trials": 3} for r in acc)

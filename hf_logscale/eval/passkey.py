@@ -32,6 +32,10 @@ class RetrievalResult:
         return sum(t.tf_top1 for t in self.trials) / len(self.trials)
 
     @property
+    def tf_token_accuracy(self) -> float:
+        return sum(t.tf_token_top1 for t in self.trials) / len(self.trials)
+
+    @property
     def tf_logprob(self) -> float:
         return sum(t.tf_logprob for t in self.trials) / len(self.trials)
 

@@ -28,6 +28,7 @@ class Trial:
     hit: bool  # generation: first integer of the answer equals the key
     generated: str
     tf_top1: bool  # teacher forcing: every answer token is the top-1 prediction
+    tf_token_top1: float  # teacher forcing: fraction of answer tokens that are the top-1 prediction
     tf_logprob: float  # teacher forcing: log-probability of the answer tokens (nats)
 
 
@@ -77,8 +78,9 @@ def score_prompts(
         k = len(a)
         target = ans[i, :k]
         lp = logp[i, torch.arange(k, device=logp.device), target.to(logp.device)]
-        top1 = bool((logits[i, :k].argmax(-1) == target.to(logits.device)).all())
-        out.append(Trial(key, first_integer(texts[i]) == key, texts[i], top1, float(lp.sum())))
+        top1 = logits[i, :k].argmax(-1) == target.to(logits.device)
+        hit = first_integer(texts[i]) == key
+        out.append(Trial(key, hit, texts[i], bool(top1.all()), float(top1.float().mean()), float(lp.sum())))
     return out
 
 

@@ -17,8 +17,8 @@ __all__ = ["METRICS", "TASKS", "EvalSpec", "evaluate", "parse_depths", "parse_le
 TASKS = ("ppl", "passkey", "needle")
 METRICS = {
     "ppl": ("perplexity", "nll", "bits_per_byte"),
-    "passkey": ("accuracy", "tf_accuracy", "tf_logprob"),
-    "needle": ("accuracy", "tf_accuracy", "tf_logprob"),
+    "passkey": ("accuracy", "tf_accuracy", "tf_token_accuracy", "tf_logprob"),
+    "needle": ("accuracy", "tf_accuracy", "tf_token_accuracy", "tf_logprob"),
 }
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total items) -> advance(k)
@@ -191,6 +191,6 @@ def _run_cell(model, tokenizer, spec: EvalSpec, data, n: int, depth: float | Non
         from .needle import needle
 
         r = needle(model, tokenizer, data["haystack"], n, depth, advance=advance, **kwargs)
-    metrics = {"accuracy": r.accuracy, "tf_accuracy": r.tf_accuracy, "tf_logprob": r.tf_logprob}
+    metrics = {m: getattr(r, m) for m in METRICS[spec.task]}
     trials = [asdict(t) for t in r.trials]
     return metrics, {"trials": len(r.trials)}, {"accuracy": {"trials": trials}}
