@@ -135,6 +135,8 @@ def test_eval_ppl_passkey_needle_on_the_reference_model(monkeypatch, capsys, tmp
         (["eval", "ppl", "--stride", "8"], "--stride goes with --mode sliding"),
         (["eval", "ppl", "--dataset", "/no/such.jsonl"], "no such file or folder"),
         (["eval", "passkey", "--depths", "0.5,2"], "--depths must be"),
+        (["eval", "ppl", "--lengths", "1x,1000x"], "no document of 'sample' is long enough for length 256000"),
+        (["eval", "needle", "--lengths", "1000x"], "length 256000 needs more"),
         (["eval", "passkey", "--batch-size", "0"], "--batch-size must be"),
         (["eval", "passkey", "--variant", "logn:tau=1"], "tau"),
     ],

@@ -119,7 +119,7 @@ def evaluate(
     ]  # fmt: skip
     done = store.finished()
     todo = [c for c in cells if cell_id(c) not in done]
-    data = _prepare(tokenizer, spec) if todo else None
+    data = _prepare(tokenizer, spec, sorted({c["length"] for c in todo})) if todo else None
     meta = {"seed": spec.seed, "versions": versions(), "device": str(_device(model)), "dtype": str(model.dtype)}
     for cell in todo:
         n, d = cell["length"], cell["depth"]
@@ -149,7 +149,8 @@ def _device(model: Any):
     return input_device(model)
 
 
-def _prepare(tokenizer: Any, spec: EvalSpec) -> dict[str, Any]:
+def _prepare(tokenizer: Any, spec: EvalSpec, lengths: list[int]) -> dict[str, Any]:
+    """Load and tokenise the data once; fail before any work if a length is more than the data can supply."""
     if spec.task == "passkey":
         return {}
     from ..data.sources import load_documents
@@ -158,7 +159,12 @@ def _prepare(tokenizer: Any, spec: EvalSpec) -> dict[str, Any]:
     if spec.task == "needle":
         from .needle import Haystack
 
-        return {"haystack": Haystack(tokenizer, [d.text for d in docs])}
+        haystack = Haystack(tokenizer, [d.text for d in docs])
+        if lengths[-1] > haystack.tokens:
+            raise ValueError(
+                f"dataset {spec.dataset!r} has {haystack.tokens} tokens of haystack; length {lengths[-1]} needs more"
+            )
+        return {"haystack": haystack}
     from .perplexity import perplexity_windows, tokenize_documents
 
     tokens = tokenize_documents(tokenizer, [d.text for d in docs])
@@ -167,6 +173,13 @@ def _prepare(tokenizer: Any, spec: EvalSpec) -> dict[str, Any]:
         w, _, _ = perplexity_windows(tokens, n, spec.mode, spec.stride, tokenizer.bos_token_id, spec.max_documents)
         return len(w)
 
+    too_long = [n for n in lengths if not windows(n)]
+    if too_long:
+        longest = max((len(t) for t in tokens), default=0)
+        raise ValueError(
+            f"no document of {spec.dataset!r} is long enough for length {too_long[0]} ({len(tokens)} documents, "
+            f"longest {longest} tokens); drop lengths ≥ {too_long[0]} or use longer documents"
+        )
     return {"tokens": tokens, "windows": windows}
 
 
