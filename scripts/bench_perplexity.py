@@ -10,7 +10,7 @@ Peak extra memory: on CUDA, ``max_memory_allocated`` above the memory held befor
 process per method measures its peak resident set (VmHWM) above its resident set before the call.
 NLL: nats per token from each method; relative difference to ours.
 
-Usage: python scripts/bench_perplexity.py [--length 8192] [--reps 3] [--device cpu|cuda] [--out docs/bench_perplexity.md]
+Usage: python scripts/bench_perplexity.py [--length 8192] [--reps 3] [--device cpu|cuda] [--out FILE.md]
 Needs lm-eval (pip install "lm-eval[hf]").
 """
 
@@ -148,13 +148,15 @@ def main() -> None:
         _LM.clear()
         peak = {}
         for m in METHODS:
-            cmd = [sys.executable, __file__, "--worker", case, m, "--worker-length", str(length), "--device", args.device]
-            res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+            cmd = [sys.executable, __file__, "--worker", case, m, "--worker-length", str(length)]
+            env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
+            res = subprocess.run([*cmd, "--device", args.device], capture_output=True, text=True, env=env)
             if res.returncode:
                 raise SystemExit(f"worker {case}/{m} failed:\n{res.stderr[-2000:]}")
             peak[m] = json.loads(res.stdout.strip().splitlines()[-1])["peak"]
         for m in METHODS:
-            rows.append((case, length, m, statistics.median(times[m]), peak[m], nll[m], nll[m] / nll["hf-logscale"] - 1))
+            rel = nll[m] / nll["hf-logscale"] - 1
+            rows.append((case, length, m, statistics.median(times[m]), peak[m], nll[m], rel))
         print(f"{case} done", flush=True)
 
     lines = [
@@ -167,9 +169,8 @@ def main() -> None:
     ours = {(c, n): (t, p) for c, n, m, t, p, _, _ in rows if m == "hf-logscale"}
     for c, n, m, t, p, v, d in rows:
         t0, p0 = ours[(c, n)]
-        lines.append(
-            f"| {c} | {n} | {m} | {t:.3f} | {t / t0:.2f} | {p / 2**20:.0f} | {p / max(p0, 1):.1f} | {v:.6f} | {d:+.1e} |"
-        )
+        mib, ratio = p / 2**20, p / max(p0, 1)
+        lines.append(f"| {c} | {n} | {m} | {t:.3f} | {t / t0:.2f} | {mib:.0f} | {ratio:.1f} | {v:.6f} | {d:+.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
