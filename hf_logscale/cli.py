@@ -279,14 +279,14 @@ def eval_needle(
 
 def _evaluate(task, model, variant, lengths, depths, settings, batch_size, dtype, device, attn, out_dir) -> None:
     from .eval import EvalSpec, evaluate, parse_depths, parse_lengths
+    from .models import train_length
     from .results import ResultStore
     from .variants import parse_variant
 
     v = parse_variant(variant) if variant else None  # check options before the (slow) model load
     if depths is not None:
         settings["depths"] = parse_depths(depths)
-    if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
-        raise ValueError(f"--batch-size must be a positive integer or auto, got {batch_size!r}")
+    _check_batch_size(batch_size)
     import torch
 
     import hf_logscale as hls
@@ -295,8 +295,7 @@ def _evaluate(task, model, variant, lengths, depths, settings, batch_size, dtype
         device = "cuda"
     err.print(f"Loading {model or 'the reference model'} …")
     net, tok = hls.load(model, variant=v, dtype=dtype.value, device=device, attn_implementation=attn)
-    state = hls.patch_state(net)
-    train_len = state.train_len if state else _train_len(net)
+    train_len = train_length(net)
     spec = EvalSpec(task=task, lengths=parse_lengths(lengths, train_len), **settings)
     store = ResultStore(out_dir)
     err.print(
@@ -312,13 +311,9 @@ def _evaluate(task, model, variant, lengths, depths, settings, batch_size, dtype
     out.print(f"Results: {store.path} and {store.dir / 'summary.csv'}")
 
 
-def _train_len(net) -> int | None:
-    from .config import resolve_train_len
-
-    try:
-        return resolve_train_len(net.config)[0]
-    except ValueError:
-        return None
+def _check_batch_size(batch_size: str) -> None:
+    if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
+        raise ValueError(f"--batch-size must be a positive integer or auto, got {batch_size!r}")
 
 
 class _progress:
@@ -379,6 +374,84 @@ def _render_records(task: str, records: list[dict], train_len: int | None) -> No
             means = [sum(c[k]["value"] for c in ok) / len(ok) if ok else float("nan") for k in METRICS[task]]
             table.add_row(str(n), ratio(n), *accs, *(f"{m:.2f}" for m in means))
     out.print(table)
+
+
+@app.command()
+def compare(
+    model: ModelOpt = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated variant specs or @recipes (default: none, logn, critical:tau=0.5, "
+            "critical:tau=2, ssmax and three YaRN settings with F covering the largest length)."
+        ),
+    ] = None,  # fmt: skip
+    tasks: Annotated[str, typer.Option(help="Comma-separated: ppl, passkey, needle.")] = "ppl,passkey",
+    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
+    depths: DepthsOpt = "0,0.25,0.5,0.75,1",
+    trials: TrialsOpt = 10,
+    seed: SeedOpt = 0,
+    dataset: DatasetOpt = "sample",
+    field: FieldOpt = None,
+    split: SplitOpt = None,
+    mode: Annotated[Mode, typer.Option(help="Perplexity mode (see `eval ppl --help`).")] = Mode.truncate,
+    stride: Annotated[int | None, typer.Option(help="Sliding-mode stride (default n/2).")] = None,
+    max_documents: Annotated[int | None, typer.Option(help="At most this many documents per length.")] = None,
+    batch_size: BatchOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    device_map: Annotated[str | None, typer.Option(help="auto: spread a large model over this node's GPUs.")] = None,
+    attn: AttnOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (results, report, figures).")] = Path(
+        "compare-results"
+    ),
+) -> None:
+    """The main job: variants × tasks × lengths on one model; results.jsonl, summary.csv, report.md, figures.
+
+    Example: hf-logscale compare  (the reference model, offline; add --model Qwen/Qwen2.5-7B --device-map auto)
+    """
+    from .compare import run_compare
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    if stride is not None and mode is not Mode.sliding:
+        raise ValueError("--stride goes with --mode sliding")
+    settings = dict(depths=depths, trials=trials, seed=seed, dataset=dataset, field=field, split=split,
+                    mode=mode.value, stride=stride, max_documents=max_documents)  # fmt: skip
+    _check_batch_size(batch_size)
+    import torch
+
+    if device is None and device_map is None and torch.cuda.is_available():
+        device = "cuda"
+    result, train_len, report = run_compare(
+        model, variants, task_list, lengths, settings, out_dir=out_dir,
+        batch_size=batch_size if batch_size == "auto" else int(batch_size), dtype=dtype.value, device=device,
+        device_map=device_map, attn=attn, log=err.print, progress=_progress,
+        command="hf-logscale " + " ".join(sys.argv[1:]),
+    )  # fmt: skip
+    _render_matrix(result, train_len)
+    out.print(f"Report: {report} (figures beside it); records: {report.parent / 'results.jsonl'}")
+
+
+def _render_matrix(result, train_len: int | None) -> None:
+    from .report import mean_by
+
+    for task, metric, title, fmt in (
+        ("ppl", "perplexity", "perplexity", "{:.2f}"),
+        ("passkey", "accuracy", "passkey accuracy (mean over depths)", "{:.2f}"),
+        ("needle", "accuracy", "needle accuracy (mean over depths)", "{:.2f}"),
+    ):
+        values = mean_by(result.records, task, metric)
+        if not values:
+            continue
+        lengths = sorted({n for _, n in values})
+        table = Table(title=title)
+        table.add_column("variant")
+        for n in lengths:
+            table.add_column(f"{n}" + (f"\n{n / train_len:g}×L" if train_len else ""), justify="right")
+        for v in result.variants:
+            row = [values.get((v, n), "missing") for n in lengths]
+            table.add_row(v, *("—" if x == "missing" else "OOM" if x is None else fmt.format(x) for x in row))
+        out.print(table)
 
 
 def _render_report(r) -> None:

@@ -21,7 +21,7 @@ from . import __version__
 from .patching import CONFIG_KEY, patch, patch_state
 from .variants import Variant, as_variant
 
-__all__ = ["load", "save_patched", "ADAPTER_FILE", "DTYPES", "REFERENCE_MODEL"]
+__all__ = ["load", "save_patched", "train_length", "ADAPTER_FILE", "DTYPES", "REFERENCE_MODEL"]
 
 ADAPTER_FILE = "logscale_config.json"
 # The project's own small model (scripts/train_reference_model.py), shipped in the package: the offline default.
@@ -214,3 +214,16 @@ def save_patched(
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(out / ADAPTER_FILE)
     return out
+
+
+def train_length(model: torch.nn.Module) -> int | None:
+    """The model's training length L: what its patch resolved, else its config's (None if it states none)."""
+    from .config import resolve_train_len
+
+    state = patch_state(model)
+    if state is not None:
+        return state.train_len
+    try:
+        return resolve_train_len(model.config)[0]
+    except ValueError:
+        return None

@@ -142,6 +142,24 @@ def parse_variant(text: str) -> Variant:
     return Variant(scale=scale or LogScaleConfig(), rope=rope)
 
 
+_PARAM = re.compile(r"^\s*[A-Za-z_][\w.]*\s*=")
+
+
+def split_variants(text: str) -> list[str]:
+    """Split a comma-separated list of variant specs whose parameters are comma-separated too:
+    ``"none,yarn:factor=4,attention_factor=1+logn,@qwen-logn"`` → three specs (a ``k=v`` piece continues the
+    previous spec)."""
+    out: list[str] = []
+    for piece in text.split(","):
+        if _PARAM.match(piece) and out:
+            out[-1] += "," + piece.strip()
+        elif piece.strip():
+            out.append(piece.strip())
+    if not out:
+        raise ValueError("--variants is empty")
+    return out
+
+
 def as_variant(obj: Variant | LogScaleConfig | str) -> Variant:
     if isinstance(obj, Variant):
         return obj

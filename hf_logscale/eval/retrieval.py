@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import transformers
 from transformers import GenerationConfig
 
 from ..data.passkey import first_integer
@@ -33,7 +34,7 @@ class Trial:
 
 
 def _cache(gen):
-    return getattr(gen, "past_key_values", None) or getattr(gen, "cache", None)
+    return gen.cache if hasattr(gen, "cache") else gen.past_key_values  # renamed in transformers 5
 
 
 @torch.no_grad()
@@ -57,14 +58,15 @@ def score_prompts(
         max_new_tokens=max_new_tokens,
         eos_token_id=model.generation_config.eos_token_id,
         pad_token_id=pad,
-    )
-    gen = model.generate(
-        x,
-        attention_mask=torch.ones_like(x),
-        generation_config=config,
         return_dict_in_generate=True,
         output_logits=True,
     )
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # "exceeded the model's predefined maximum length": the point here
+    try:
+        gen = model.generate(x, attention_mask=torch.ones_like(x), generation_config=config)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     texts = tokenizer.batch_decode(gen.sequences[:, n:], skip_special_tokens=True)
     width = max(len(a) for a in answers)
     filler = pad if pad is not None else 0
