@@ -287,12 +287,9 @@ def _evaluate(task, model, variant, lengths, depths, settings, batch_size, dtype
     if depths is not None:
         settings["depths"] = parse_depths(depths)
     _check_batch_size(batch_size)
-    import torch
-
     import hf_logscale as hls
 
-    if device is None and torch.cuda.is_available():
-        device = "cuda"
+    device = _placement(device)
     err.print(f"Loading {model or 'the reference model'} …")
     net, tok = hls.load(model, variant=v, dtype=dtype.value, device=device, attn_implementation=attn)
     train_len = train_length(net)
@@ -309,6 +306,25 @@ def _evaluate(task, model, variant, lengths, depths, settings, batch_size, dtype
         )  # fmt: skip
     _render_records(task, records, train_len)
     out.print(f"Results: {store.path} and {store.dir / 'summary.csv'}")
+
+
+def _placement(device: str | None, device_map: str | None = None) -> str | None:
+    """The device for this process: under ``accelerate launch`` one per process (its local GPU, or the CPU) and
+    only the main process prints; alone, CUDA when available unless told otherwise."""
+    import torch
+
+    from .distributed import current
+
+    dist = current()
+    if dist.world == 1:
+        return "cuda" if device is None and device_map is None and torch.cuda.is_available() else device
+    if device_map is not None:
+        raise ValueError("--device-map splits one model over GPUs; under accelerate launch each process holds a copy")
+    if not dist.main:
+        out.quiet = err.quiet = True
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device
 
 
 def _check_batch_size(batch_size: str) -> None:
@@ -418,10 +434,7 @@ def compare(
     settings = dict(depths=depths, trials=trials, seed=seed, dataset=dataset, field=field, split=split,
                     mode=mode.value, stride=stride, max_documents=max_documents)  # fmt: skip
     _check_batch_size(batch_size)
-    import torch
-
-    if device is None and device_map is None and torch.cuda.is_available():
-        device = "cuda"
+    device = _placement(device, device_map)
     result, train_len, report = run_compare(
         model, variants, task_list, lengths, settings, out_dir=out_dir,
         batch_size=batch_size if batch_size == "auto" else int(batch_size), dtype=dtype.value, device=device,

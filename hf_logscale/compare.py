@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .distributed import current
 from .eval.run import EvalSpec, Progress, evaluate
 from .patching import patched
 from .report import write_report
@@ -127,6 +128,8 @@ def run_compare(
     with progress() if progress else nullcontext() as bar:
         result = compare(model, tok, chosen, specs, store, model_name=name, batch_size=batch_size, progress=bar,
                          log=log)  # fmt: skip
+    if not current().main:
+        return result, train_len, store.dir / "report.md"
     figures = make_figures(result, train_len, store.dir, name, tasks)
     report = write_report(
         store.dir, result.records, result.variants, model_name=name, train_len=train_len, command=command,

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data.passkey import KEY_RANGE, NEEDLE, QUESTION
-from .batching import auto_batch_size, in_batches
 from .passkey import RetrievalResult, cell_rng
-from .retrieval import score_prompts
+from .retrieval import score_all
 
 __all__ = ["Haystack", "NeedlePrompt", "build_needle", "needle"]
 
@@ -121,17 +120,5 @@ def needle(
     for _ in range(trials):
         key, offset = rng.randint(*KEY_RANGE), rng.random()
         prompts.append(build_needle(tokenizer, haystack, length, depth, key, offset, needle_text, question))
-    scored = in_batches(
-        prompts,
-        auto_batch_size(batch_size, length),
-        lambda batch: score_prompts(
-            model,
-            tokenizer,
-            [p.input_ids for p in batch],
-            [p.answer_ids for p in batch],
-            [p.key for p in batch],
-            max_new_tokens,
-        ),  # fmt: skip
-        advance,
-    )
+    scored = score_all(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, advance=advance)
     return RetrievalResult(length, depth, scored)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data.passkey import KEY_RANGE, PasskeyPrompt, build_passkey
-from .batching import auto_batch_size, in_batches
-from .retrieval import Trial, score_prompts
+from .retrieval import Trial, score_all
 
 __all__ = ["RetrievalResult", "passkey", "passkey_prompts"]
 
@@ -65,17 +64,5 @@ def passkey(
     if trials < 1:
         raise ValueError(f"`trials` must be ≥ 1, got {trials}")
     prompts = passkey_prompts(tokenizer, length, depth, trials, seed)
-    scored = in_batches(
-        prompts,
-        auto_batch_size(batch_size, length),
-        lambda batch: score_prompts(
-            model,
-            tokenizer,
-            [p.input_ids for p in batch],
-            [p.answer_ids for p in batch],
-            [p.key for p in batch],
-            max_new_tokens,
-        ),  # fmt: skip
-        advance,
-    )
+    scored = score_all(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, advance=advance)
     return RetrievalResult(length, depth, scored)

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .batching import auto_batch_size, in_batches, input_device
+from ..distributed import current
+from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
 from .logprobs import decoder_hidden, next_token_nll
 
 __all__ = ["MODES", "PerplexityResult", "Window", "perplexity", "perplexity_windows", "tokenize_documents"]
@@ -151,7 +152,15 @@ def perplexity(
         pos_count.add_(scored.sum(0))
         return [None] * len(batch)
 
-    in_batches(windows, auto_batch_size(batch_size, length), run, advance)
+    dist = current()  # under `accelerate launch`: this process's share of the windows, sums combined after
+    failed = False
+    try:
+        in_batches([w for _, w in dist.shard(windows)], auto_batch_size(batch_size, length), run, advance)
+    except OutOfMemory:
+        failed = True
+    if dist.any(failed):
+        raise OutOfMemory(f"length {length}: out of memory with batch size 1")
+    dist.sum_(pos_sum, pos_count)
     edges = _bucket_edges(length)
     curve_nll, curve_tokens = [], []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):

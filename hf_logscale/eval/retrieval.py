@@ -17,10 +17,11 @@ import transformers
 from transformers import GenerationConfig
 
 from ..data.passkey import first_integer
-from .batching import input_device
+from ..distributed import current
+from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
 from .logprobs import decoder_hidden, logits_at
 
-__all__ = ["Trial", "score_prompts"]
+__all__ = ["Trial", "score_all", "score_prompts"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,31 @@ def _answer_logits(model, prompt: torch.Tensor, ans: torch.Tensor, cache) -> tor
         return out.logits.float()
     hidden = decoder_hidden(model, torch.cat([prompt, ans[:, :-1]], dim=1))
     return logits_at(model, hidden[:, n:])
+
+
+def score_all(model, tokenizer, prompts, *, batch_size="auto", max_new_tokens: int = 10, advance=None) -> list[Trial]:
+    """Score prompts (objects with ``input_ids``, ``answer_ids``, ``key``) in batches, split across processes
+    under ``accelerate launch``; every process gets all trials, in order. Raises ``OutOfMemory`` everywhere if a
+    single prompt does not fit on any process."""
+    dist = current()
+    mine = dist.shard(prompts)
+    scored: list[Trial] = []
+    try:
+        scored = in_batches(
+            [p for _, p in mine],
+            auto_batch_size(batch_size, len(prompts[0].input_ids)),
+            lambda batch: score_prompts(
+                model,
+                tokenizer,
+                [p.input_ids for p in batch],
+                [p.answer_ids for p in batch],
+                [p.key for p in batch],
+                max_new_tokens,
+            ),  # fmt: skip
+            advance,
+        )
+    except OutOfMemory:
+        pass
+    if dist.any(len(scored) < len(mine)):
+        raise OutOfMemory("out of memory with batch size 1")
+    return dist.gather([(i, t) for (i, _), t in zip(mine, scored, strict=True)])

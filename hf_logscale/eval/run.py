@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..distributed import current
 from ..results import ResultStore, cell_id, versions
 from .batching import OutOfMemory
 
@@ -117,15 +118,18 @@ def evaluate(
          "settings": spec.settings()}
         for n, d in spec.cells()
     ]  # fmt: skip
-    done = store.finished()
+    dist = current()  # under `accelerate launch`: every process computes its share, the main process writes
+    done = dist.broadcast(store.finished() if dist.main else None)
     todo = [c for c in cells if cell_id(c) not in done]
+    if not dist.main:
+        progress = None
     data = _prepare(tokenizer, spec, sorted({c["length"] for c in todo})) if todo else None
     meta = {"seed": spec.seed, "versions": versions(), "device": str(_device(model)), "dtype": str(model.dtype)}
     for cell in todo:
         n, d = cell["length"], cell["depth"]
         items = data["windows"](n) if spec.task == "ppl" else spec.trials
         label = f"{spec.task} n={n}" + (f" depth={d:g}" if d is not None else "")
-        advance = progress(label, items) if progress else None
+        advance = _scaled(progress(label, items), dist.world) if progress else None
         t0 = time.perf_counter()
         try:
             metrics, counts, per_metric = _run_cell(model, tokenizer, spec, data, n, d, batch_size, advance)
@@ -133,14 +137,22 @@ def evaluate(
         except OutOfMemory:
             metrics = {m: None for m in METRICS[spec.task]}
             counts, per_metric, status = {}, {}, "oom"
-        store.add(
-            cell, metrics, status=status, counts=counts, seconds=round(time.perf_counter() - t0, 3),
-            per_metric=per_metric, **meta,
-        )  # fmt: skip
+        if dist.main:
+            store.add(
+                cell, metrics, status=status, counts=counts, seconds=round(time.perf_counter() - t0, 3),
+                per_metric=per_metric, **meta, processes=dist.world,
+            )  # fmt: skip
+    if not dist.main:
+        return dist.broadcast(None)
     store.write_summary()
     ids = {cell_id(c): i for i, c in enumerate(cells)}
-    found = [r for r in store.records() if r.get("cell") in ids]
-    return sorted(found, key=lambda r: ids[r["cell"]])
+    found = sorted((r for r in store.records() if r.get("cell") in ids), key=lambda r: ids[r["cell"]])
+    return dist.broadcast(found)
+
+
+def _scaled(advance: Callable[[int], None], world: int) -> Callable[[int], None]:
+    """The main process sees its own share of the items; the others advance at the same pace."""
+    return advance if world == 1 else (lambda k: advance(k * world))
 
 
 def _device(model: Any):
@@ -152,6 +164,10 @@ def _device(model: Any):
 def _prepare(tokenizer: Any, spec: EvalSpec, lengths: list[int]) -> dict[str, Any]:
     """Load and tokenise the data once; fail before any work if a length is more than the data can supply."""
     if spec.task == "passkey":
+        from ..data.passkey import min_length
+
+        if lengths[0] < min_length(tokenizer):
+            raise ValueError(f"a passkey prompt needs at least {min_length(tokenizer)} tokens; got length {lengths[0]}")
         return {}
     from ..data.sources import load_documents
 

@@ -1,0 +1,159 @@
+"""compare: the variant list grammar, the default matrix, a small matrix end to end (records, CSV, report, figures,
+resume), the model restored after the matrix, and a two-process run equal to a one-process run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_model
+from transformers import AutoTokenizer
+
+from hf_logscale import compare as compare_mod
+from hf_logscale.compare import compare, default_variants, run_compare, yarn_factor
+from hf_logscale.eval import EvalSpec
+from hf_logscale.models import REFERENCE_MODEL
+from hf_logscale.results import ResultStore
+from hf_logscale.variants import split_variants
+
+SETTINGS = dict(depths="0,1", trials=2, seed=0, dataset="sample", field=None, split=None, mode="truncate",
+                stride=None, max_documents=2)  # fmt: skip
+
+
+def test_split_variants():
+    assert split_variants("none,logn,yarn:factor=4,attention_factor=1+logn,critical:tau=0.5,@qwen-logn") == [
+        "none",
+        "logn",
+        "yarn:factor=4,attention_factor=1+logn",
+        "critical:tau=0.5",
+        "@qwen-logn",
+    ]
+    assert split_variants(" logn , ssmax ") == ["logn", "ssmax"]
+    with pytest.raises(ValueError, match="empty"):
+        split_variants(" , ")
+
+
+def test_default_matrix_covers_the_largest_length():
+    assert yarn_factor(4096, 256) == 16 and yarn_factor(300, 256) == 2 and yarn_factor(256, 256) == 2
+    v = default_variants(4096, 256)
+    assert v[:5] == ["none", "logn", "critical:tau=0.5", "critical:tau=2", "ssmax"]
+    assert v[5:] == ["yarn:factor=16", "yarn:factor=16,attention_factor=1", "yarn:factor=16,attention_factor=1+logn"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny Llama with the reference tokenizer, saved like a checkpoint."""
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    tok = AutoTokenizer.from_pretrained(REFERENCE_MODEL)
+    make_model("llama", vocab_size=len(tok), max_position_embeddings=128).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_matrix_end_to_end_and_resume(tiny_dir, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    calls = []
+    real = compare_mod.evaluate
+
+    def interrupted(model, tok, spec, store, *, variant, **kw):
+        calls.append((variant, spec.task))
+        if variant == "yarn:factor=2.0" and spec.task == "passkey" and len(calls) < 5:
+            raise KeyboardInterrupt  # killed in the second variant's second task
+        return real(model, tok, spec, store, variant=variant, **kw)
+
+    monkeypatch.setattr(compare_mod, "evaluate", interrupted)
+    args = (str(tiny_dir), "none,yarn:factor=2", ["ppl", "passkey"], "1x,2x", SETTINGS)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(*args, out_dir=out, log=lambda *_: None)
+    finished = {(r["variant"], r["task"]) for r in ResultStore(out).records()}
+    assert finished == {("none", "ppl"), ("none", "passkey"), ("yarn:factor=2.0", "ppl")}
+
+    cells = []
+    monkeypatch.setattr(compare_mod, "evaluate", real)
+    import hf_logscale.eval.run as run_mod
+
+    real_cell = run_mod._run_cell
+    monkeypatch.setattr(run_mod, "_run_cell", lambda m, t, spec, d, n, depth, *a: cells.append((spec.task, n, depth))
+                        or real_cell(m, t, spec, d, n, depth, *a))  # fmt: skip
+    result, train_len, report = run_compare(*args, out_dir=out, log=lambda *_: None)
+    assert cells == [("passkey", n, d) for n in (128, 256) for d in (0.0, 1.0)]  # only what was missing
+    assert train_len == 128 and result.variants == ["none", "yarn:factor=2.0"]
+    recs = ResultStore(out).records()
+    assert len(recs) == 2 * (2 * 3 + 2 * 2 * 4)  # variants × (ppl lengths × 3 metrics + passkey cells × 4 metrics)
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert len(rows) == len(recs) + 1
+    text = report.read_text()
+    for needle in ("## Settings", "## Reading", "## Perplexity", "## Passkey retrieval", "`yarn:factor=2.0`",
+                   "ppl_vs_length.png", "passkey_heatmap.png", "position_loss.png", "transformers"):  # fmt: skip
+        assert needle in text
+    for png in ("ppl_vs_length.png", "passkey_heatmap.png", "position_loss.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_model_is_restored_after_the_matrix(tiny_dir, tmp_path):
+    import hf_logscale as hls
+
+    model, tok = hls.load(str(tiny_dir))
+    x = torch.randint(3, 4000, (1, 40), generator=torch.Generator().manual_seed(0))
+    before = model(x).logits
+    seen = []
+    spec = EvalSpec(task="passkey", lengths=(96,), depths=(0.5,), trials=1)
+    with pytest.raises(ValueError, match="a passkey prompt needs at least 90 tokens; got length 64"):
+        compare(model, tok, ["none"], [EvalSpec(task="passkey", lengths=(64,))], ResultStore(tmp_path), model_name="t")
+    real = compare_mod.evaluate
+
+    def spy(m, *a, **k):
+        seen.append((k["variant"], m.config.max_position_embeddings, hls.is_patched(m)))
+        return real(m, *a, **k)
+
+    compare_mod.evaluate = spy
+    try:
+        compare(model, tok, ["none", "yarn:factor=4", "logn"], [spec], ResultStore(tmp_path), model_name="tiny")
+    finally:
+        compare_mod.evaluate = real
+    assert seen == [("none", 128, False), ("yarn:factor=4.0", 512, True), ("logn", 128, True)]
+    assert not hls.is_patched(model) and torch.equal(model(x).logits, before)
+    with pytest.raises(ValueError, match="listed twice"):
+        compare(model, tok, ["logn", "logn"], [spec], ResultStore(tmp_path), model_name="tiny")
+
+
+def test_bad_tasks_and_variants_fail_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="unknown task 'perplexity'"):
+        run_compare(None, None, ["perplexity"], "1x", SETTINGS, out_dir=tmp_path, log=lambda *_: None)
+    with pytest.raises(ValueError, match="unknown variant part 'yarnn'"):
+        run_compare(None, "none,yarnn:factor=2", ["ppl"], "1x", SETTINGS, out_dir=tmp_path, log=lambda *_: None)
+
+
+@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
+                    reason="accelerate's launcher is not installed")  # fmt: skip
+def test_two_processes_equal_one(tiny_dir, tmp_path):
+    args = ["compare", "--model", str(tiny_dir), "--variants", "none,logn", "--tasks", "ppl,passkey,needle",
+            "--lengths", "1x,2x", "--depths", "0,0.5,1", "--trials", "3", "--max-documents", "3"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # `--multi_gpu` is accelerate's multi-process launcher; on a machine without GPUs the processes use gloo on CPU
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "-m", "hf_logscale"]  # fmt: skip
+    one = subprocess.run([sys.executable, "-m", "hf_logscale", *args, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([*launcher, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    def load(name):
+        recs = [json.loads(x) for x in (tmp_path / name / "results.jsonl").read_text().splitlines()]
+        return {(r["variant"], r["task"], r["length"], r["depth"], r["metric"]): r for r in recs}
+
+    a, b = load("one"), load("two")
+    assert a.keys() == b.keys() and len(a) == 2 * (2 * 3 + 2 * 2 * 3 * 4)
+    for k, r in a.items():
+        assert b[k]["processes"] == 2 and r["processes"] == 1
+        if k[1] == "ppl":
+            assert b[k]["value"] == pytest.approx(r["value"], rel=1e-9) and b[k]["counts"] == r["counts"]
+        else:
+            assert b[k]["value"] == r["value"] and b[k].get("trials") == r.get("trials")
