@@ -467,6 +467,166 @@ def _render_matrix(result, train_len: int | None) -> None:
         out.print(table)
 
 
+theory_app = typer.Typer(
+    help="The paper's model of one attention layer: phase diagrams, n-sweeps, single points vs closed forms.",
+    no_args_is_help=True,
+)
+app.add_typer(theory_app, name="theory")
+
+
+class Metric(str, Enum):
+    lambda_ = "lambda"
+    eta = "eta"
+    self_weight = "self-weight"
+    output_cosine = "output-cosine"
+    entropy = "entropy"
+
+
+class TokenKind(str, Enum):
+    gaussian = "gaussian"
+    simplex = "simplex"
+
+
+def _grid(text: str, name: str) -> list[float]:
+    """``start:stop:count`` (inclusive, evenly spaced) or a comma-separated list."""
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            k = int(count)
+            if k < 2:
+                raise ValueError
+            return [float(start) + (float(stop) - float(start)) * i / (k - 1) for i in range(k)]
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be start:stop:count (count ≥ 2) or a comma list, got {text!r}") from None
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 2:
+        raise ValueError(f"{name} must be comma-separated integers ≥ 2, got {text!r}")
+    return values
+
+
+@theory_app.command("phase-diagram")
+def theory_phase(
+    d: Annotated[str, typer.Option("--d", help="Token dimensions, one panel each.")] = "512,32,2",
+    n: Annotated[int, typer.Option("--n", min=2, help="Number of tokens.")] = 1024,
+    rho_grid: Annotated[str, typer.Option(help="ρ values: start:stop:count or a list, in (0, 1).")] = "0.02:0.9:40",
+    gamma_grid: Annotated[str, typer.Option(help="γ values (β_n = γ ln n): start:stop:count or a list.")] = "0:12:40",
+    relative: Annotated[bool, typer.Option(help="Read --gamma-grid as γ/γ_c (the critical curve is then 1).")] = False,
+    alpha: Annotated[float, typer.Option(min=0.0, help="Residual weight α.")] = 0.0,
+    metric: Annotated[Metric, typer.Option(help="What to map.")] = Metric.lambda_,
+    tokens: Annotated[TokenKind, typer.Option(help="Almost-simplex Gaussian tokens or exact simplex (d ≥ n).")] = (
+        TokenKind.gaussian
+    ),
+    seed: SeedOpt = 0,
+    probes: Annotated[int, typer.Option(min=1, help="Hutchinson probes per point (η).")] = 2,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the figure and the CSV.")] = Path("theory"),
+) -> None:
+    """Heatmaps of a metric over (ρ, γ), one panel per d, with the dashed critical curve γ_c = 1/(1 − ρ).
+
+    Example: hf-logscale theory phase-diagram --metric eta
+    """
+    from .theory import phase_diagram, write_csv
+    from .theory.figures import plot_phase
+
+    dims, rhos, gammas = _ints(d, "--d"), _grid(rho_grid, "--rho-grid"), _grid(gamma_grid, "--gamma-grid")
+    if not all(0 < r < 1 for r in rhos):
+        raise ValueError(f"--rho-grid values must be in (0, 1), got {rho_grid!r}")
+    if min(gammas) < 0:
+        raise ValueError(f"--gamma-grid values must be ≥ 0, got {gamma_grid!r}")
+    name = metric.value.replace("-", "_")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grids = []
+    with _progress() as bar:
+        for dim in dims:
+            advance = bar(f"{metric.value} d={dim}", len(rhos))
+            grids.append(phase_diagram(dim, n, rhos, gammas, relative=relative, metric=name, alpha=alpha,
+                                       tokens=tokens.value, seed=seed, probes=probes, advance=advance))  # fmt: skip
+    fig = plot_phase(grids, out_dir / f"phase_{name}.png")
+    csv = write_csv(grids, out_dir / f"phase_{name}.csv")
+    for g in grids:
+        out.print(f"d = {g.d}: {len(rhos)} × {len(gammas)} grid in {g.seconds:.1f} s")
+    out.print(f"Figure: {fig}; every grid point: {csv}")
+
+
+@theory_app.command("sweep-n")
+def theory_sweep(
+    n: Annotated[str, typer.Option("--n", help="Numbers of tokens.")] = "64,256,1024,4096",
+    d: Annotated[int | None, typer.Option("--d", help="Dimension (default: n, exact simplex tokens).")] = None,
+    rho: Annotated[float, typer.Option(help="Token cosine ρ in (0, 1).")] = 0.5,
+    ratio_grid: Annotated[str, typer.Option(help="γ/γ_c values: start:stop:count or a list.")] = "0.25:2:43",
+    alpha: Annotated[float, typer.Option(min=0.0, help="Residual weight α.")] = 0.0,
+    metric: Annotated[Metric, typer.Option(help="What to plot.")] = Metric.lambda_,
+    tokens: Annotated[TokenKind, typer.Option(help="Token configuration.")] = TokenKind.simplex,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the figure and the CSV.")] = Path("theory"),
+) -> None:
+    """The metric against γ/γ_c for several n: the transition sharpens (logarithmically) as n grows.
+
+    Example: hf-logscale theory sweep-n --rho 0.5 --n 64,256,1024,4096
+    """
+    import csv as csv_mod
+
+    from .theory import sweep_n
+    from .theory.figures import plot_sweep
+
+    ns, ratios = _ints(n, "--n"), _grid(ratio_grid, "--ratio-grid")
+    if not 0 < rho < 1:
+        raise ValueError(f"--rho must be in (0, 1), got {rho}")
+    name = metric.value.replace("-", "_")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    values = sweep_n(ns, d, rho, ratios, metric=name, alpha=alpha, tokens=tokens.value, seed=seed)
+    fig = plot_sweep(values, ratios, rho, name, out_dir / f"sweep_{name}.png", alpha=alpha, d=d)
+    path = out_dir / f"sweep_{name}.csv"
+    with path.open("w", newline="") as f:
+        w = csv_mod.writer(f)
+        w.writerow(["metric", "n", "d", "rho", "alpha", "gamma_over_gamma_c", "value"])
+        for k, v in values.items():
+            w.writerows([name, k, d or k, rho, alpha, r, f"{float(x):.10g}"] for r, x in zip(ratios, v, strict=True))
+    out.print(f"Figure: {fig}; values: {path}")
+
+
+@theory_app.command("point")
+def theory_point(
+    rho: Annotated[float, typer.Option(help="Token cosine ρ in (0, 1).")],
+    gamma: Annotated[float, typer.Option(help="γ ≥ 0 (β_n = γ ln n).")],
+    n: Annotated[int, typer.Option("--n", min=2, help="Number of tokens.")] = 1024,
+    d: Annotated[int | None, typer.Option("--d", help="Dimension (default n).")] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, help="Residual weight α.")] = 0.0,
+    tokens: Annotated[TokenKind, typer.Option(help="Token configuration.")] = TokenKind.simplex,
+    seed: SeedOpt = 0,
+    probes: Annotated[int, typer.Option(min=1, help="Hutchinson probes (η).")] = 8,
+) -> None:
+    """Every metric at one point, next to the exact finite-n closed form (simplex tokens) and the n → ∞ limit.
+
+    Example: hf-logscale theory point --rho 0.5 --gamma 2 --n 1024
+    """
+    from .theory import eta, gamma_c, gaussian_tokens, limits, metrics, simplex_exact, simplex_tokens
+
+    if not 0 < rho < 1 or gamma < 0:
+        raise ValueError(f"need ρ in (0, 1) and γ ≥ 0, got ρ={rho}, γ={gamma}")
+    dim = d or n
+    tok = simplex_tokens(n, rho, d=dim) if tokens is TokenKind.simplex else gaussian_tokens(n, dim, rho, seed)
+    sim = {k: float(v[0]) for k, v in metrics(tok.x, [gamma], alpha).items()}
+    sim["eta"] = float(eta(tok.x, [gamma], alpha, probes=probes, seed=seed)[0])
+    exact = simplex_exact(n, rho, gamma, alpha) if tokens is TokenKind.simplex else {}
+    lim = limits(gamma, rho, alpha, d=dim)
+    ratio = gamma / gamma_c(rho)
+    table = Table(title=f"ρ = {rho:g} (realised {tok.mean_cosine:.4f}), γ = {gamma:g} = {ratio:.3f} γ_c, "
+                        f"n = {n}, d = {dim}, α = {alpha:g}: {lim['regime']}")  # fmt: skip
+    for col in ("metric", "simulated", "exact (finite n)", "limit n → ∞"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    fmt = lambda x: "—" if x is None else f"{x:.6f}"  # noqa: E731
+    for k in ("self_weight", "lambda", "output_cosine", "entropy", "eta"):
+        table.add_row(k, fmt(sim[k]), fmt(exact.get(k)), fmt(lim.get(k)))
+    out.print(table)
+
+
 def _render_report(r) -> None:
     info = Table(show_header=False, box=None)
     info.add_column(style="bold")
