@@ -467,6 +467,94 @@ def _render_matrix(result, train_len: int | None) -> None:
         out.print(table)
 
 
+@app.command("lm-eval")
+def lm_eval_cmd(
+    model: ModelOpt = None,
+    variant: VariantOpt = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated lm-eval tasks: logscale_passkey, logscale_needle, "
+            "logscale_ppl, or any of lm-eval's (e.g. ruler)."
+        ),
+    ] = None,  # fmt: skip
+    lengths: Annotated[
+        str | None, typer.Option(help="max_seq_lengths for the tasks: 256,1k,4k or 1x,2x (default: the tasks' own).")
+    ] = None,  # fmt: skip
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many items per task.")] = None,
+    model_args: Annotated[
+        str | None, typer.Option(help="Extra lm-eval model args k=v,k=v (e.g. batch_size=8).")
+    ] = None,
+    metadata: Annotated[str | None, typer.Option(help="Task metadata as JSON, e.g. '{\"trials\": 20}'.")] = None,
+    out_dir: OutOpt = Path("results"),
+    task_path: Annotated[bool, typer.Option("--task-path", help="Print the project's task folder and exit.")] = False,
+) -> None:
+    """Run lm-eval tasks in-process on a patched model; results beside the project's own records.
+
+    Example: hf-logscale lm-eval --tasks logscale_passkey,logscale_ppl --lengths 1x,2x,4x --variant logn
+    """
+    try:
+        from . import lmeval
+    except ImportError as e:
+        raise ImportError(str(e)) from None
+    if task_path:
+        out.print(str(lmeval.task_path()))
+        return
+    if not tasks:
+        raise ValueError("--tasks is required (e.g. logscale_passkey,logscale_ppl)")
+    if variant:
+        from .variants import parse_variant
+
+        parse_variant(variant)  # fail before loading anything
+    import json
+
+    from .eval.run import parse_lengths
+
+    meta = {}
+    if metadata:
+        try:
+            meta = json.loads(metadata)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--metadata must be a JSON object: {e}") from None
+    extra = {}
+    for item in (model_args or "").split(","):
+        if item.strip():
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"--model-args expects k=v pairs, got {item!r}")
+            extra[key.strip()] = _arg_value(value.strip())
+    lens = None
+    if lengths:
+        train = None
+        if "x" in lengths.lower():
+            from .models import REFERENCE_MODEL
+
+            cfg = json.loads(((Path(model) if model else REFERENCE_MODEL) / "config.json").read_text())
+            train = cfg.get("max_position_embeddings")
+        lens = list(parse_lengths(lengths, train))
+    err.print(f"lm-eval on {model or 'the reference model'}, variant {variant or 'none'}: {tasks}")
+    raw, records = lmeval.run_lmeval(
+        model, variant, [t.strip() for t in tasks.split(",") if t.strip()], out_dir=out_dir, lengths=lens,
+        metadata=meta, limit=limit, model_args=extra, batch_size=extra.pop("batch_size", 1),
+    )  # fmt: skip
+    table = Table(title=f"lm-eval: {model or 'reference'} · {variant or 'none'}")
+    for col in ("task", "length", "metric", "value"):
+        table.add_column(col, justify="right" if col in ("length", "value") else "left")
+    for r in records:
+        table.add_row(r["task"], str(r["length"] or "all"), r["metric"], f"{r['value']:.4f}")
+    out.print(table)
+    out.print(f"Results: {out_dir / 'results.jsonl'}; lm-eval's own output: {out_dir / 'lm_eval_results.json'}")
+
+
+def _arg_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 theory_app = typer.Typer(
     help="The paper's model of one attention layer: phase diagrams, n-sweeps, single points vs closed forms.",
     no_args_is_help=True,

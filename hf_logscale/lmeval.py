@@ -1,0 +1,187 @@
+"""lm-evaluation-harness integration: the ``hf-logscale`` model type and the project's task folder.
+
+Registration happens when this module is imported (lm-eval has no plugin discovery). So:
+
+- Python: ``import hf_logscale.lmeval`` then ``lm_eval.simple_evaluate(model="hf-logscale", model_args=...)``;
+- lm-eval's own CLI: ``python -m hf_logscale.lmeval run --model hf-logscale --model_args ... --tasks ...`` is
+  ``lm-eval`` itself with the model type registered (every lm-eval option works);
+- ``hf-logscale lm-eval`` runs lm-eval in-process on a patched model and stores the results beside the project's
+  own records.
+
+Model args: everything lm-eval's ``hf`` model takes, plus ``variant`` (a variant spec or ``@recipe``; inside
+``--model_args`` separate a variant's own parameters with ``;`` since lm-eval splits on commas, e.g.
+``variant=yarn:factor=4;attention_factor=1+logn``). ``pretrained`` defaults to the built-in reference model.
+
+Unlike lm-eval's ``hf`` model, ``max_length`` defaults to 2^20 tokens, so long prompts are never left-truncated
+(lm-eval truncates to the config's ``max_position_embeddings`` otherwise, cutting needles off) and rolling
+log-likelihood scores a document of n tokens in one window; and rolling log-likelihood puts exactly one BOS in
+front of a document (lm-eval's prefix token) instead of adding the tokenizer's BOS after it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+try:
+    from lm_eval.api.registry import register_model
+    from lm_eval.models.huggingface import HFLM
+except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
+    raise ImportError("the lm-eval integration needs lm-eval: pip install 'hf-logscale[lmeval]'") from err
+
+__all__ = ["LogScaleLM", "task_path"]
+
+MAX_LENGTH = 2**20
+
+
+def task_path() -> Path:
+    """The project's lm-eval task folder (``--include_path``): in the wheel, or the checkout's ``eval_tasks/``."""
+    packaged = Path(__file__).resolve().parent / "eval_tasks"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "eval_tasks"
+
+
+def _variant_arg(value: Any) -> str | None:
+    if value in (None, "", "none", "None"):
+        return None
+    return str(value).replace(";", ",")
+
+
+@register_model("hf-logscale")
+class LogScaleLM(HFLM):
+    """lm-eval's HF model with an hf-logscale variant applied (scheme, parameters, RoPE setting or recipe)."""
+
+    def __init__(
+        self,
+        pretrained: Any = None,
+        variant: str | None = None,
+        dtype: str = "auto",
+        device: str | None = None,
+        attn_implementation: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        max_length: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        import inspect
+
+        import torch
+
+        from .models import load
+        from .variants import parse_variant
+
+        known = {n for n in inspect.signature(HFLM.__init__).parameters if n not in ("self", "kwargs")}
+        unknown = sorted(set(kwargs) - known - {"tokenizer"})
+        if unknown:  # lm-eval's HF model would only warn and ignore them
+            raise ValueError(
+                f"unknown model arg {unknown[0]!r} for hf-logscale (variant, pretrained, dtype, device, "
+                "attn_implementation, revision, trust_remote_code, max_length, or lm-eval's hf args)"
+            )
+        spec = _variant_arg(variant)
+        self.variant = parse_variant(spec) if spec else None
+        if isinstance(pretrained, str) or pretrained is None:
+            if device is None and torch.cuda.is_available():
+                device = "cuda"
+            model, tok = load(
+                pretrained, variant=self.variant, dtype=dtype, device=device, attn_implementation=attn_implementation,
+                revision=revision, trust_remote_code=trust_remote_code,
+            )  # fmt: skip
+        else:  # an already loaded model: apply the variant in place
+            model, tok = pretrained, kwargs.pop("tokenizer", None)
+            if self.variant is not None:
+                from .patching import patch
+
+                patch(model, self.variant)
+        kwargs.setdefault("tokenizer", tok)
+        super().__init__(pretrained=model, max_length=max_length or MAX_LENGTH, **kwargs)
+
+    @property
+    def variant_label(self) -> str:
+        return self.variant.label if self.variant else "none"
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        """One BOS per document: lm-eval's prefix token, not also the tokenizer's."""
+        saved = self.add_bos_token
+        if self.tokenizer.bos_token_id is not None and self.prefix_token_id == self.tokenizer.bos_token_id:
+            self.add_bos_token = False
+        try:
+            return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+        finally:
+            self.add_bos_token = saved
+
+
+def run_lmeval(
+    model: str | None,
+    variant: str | None,
+    tasks: list[str],
+    *,
+    out_dir: Path,
+    lengths: list[int] | None = None,
+    metadata: dict[str, Any] | None = None,
+    limit: int | None = None,
+    model_args: dict[str, Any] | None = None,
+    batch_size: int | str = 1,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run lm-eval tasks (the project's under ``task_path()`` and lm-eval's own) on ``model`` with ``variant``
+    in-process; write lm-eval's raw results to ``out_dir/lm_eval_results.json`` and one record per task, length
+    and metric to ``out_dir/results.jsonl``. Returns (raw results, records)."""
+    import json
+
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from .results import ResultStore, write_atomic
+
+    meta = dict(metadata or {})
+    if lengths:
+        meta["max_seq_lengths"] = list(lengths)
+    if model:
+        meta.setdefault("pretrained", model)
+    manager = TaskManager(include_path=str(task_path()), metadata=meta)
+    known = set(manager.all_tasks)
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        from difflib import get_close_matches
+
+        close = get_close_matches(unknown[0], sorted(known), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `lm-eval ls tasks`"
+        raise ValueError(f"unknown lm-eval task {unknown[0]!r}{hint}")
+    try:
+        lm = LogScaleLM(pretrained=model, variant=variant, batch_size=batch_size, **(model_args or {}))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"bad --model-args: {err}") from None
+    raw = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=False)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "lm_eval_results.json", json.dumps(raw, indent=2, default=str))
+    store = ResultStore(out)
+    records: list[dict[str, Any]] = []
+    settings = {"limit": limit, "metadata": meta}
+    for task, result in raw["results"].items():
+        per_length: dict[int | None, dict[str, float]] = {}
+        for key, value in result.items():
+            metric, _, filt = key.partition(",")
+            if not filt or "stderr" in metric or not isinstance(value, (int, float)) or value == -1:
+                continue
+            length = int(metric) if metric.isdigit() else None
+            name = ("perplexity" if "ppl" in task else "accuracy") if length else metric
+            per_length.setdefault(length, {})[name if length else metric] = float(value)
+        for length, metrics in per_length.items():
+            cell = {"model": model or "reference", "variant": lm.variant_label, "task": f"lm-eval:{task}",
+                    "dataset": "lm-eval", "length": length, "depth": None, "settings": settings}  # fmt: skip
+            records += store.add(cell, metrics, status="ok", counts={"samples": result.get("sample_len")},
+                                 versions={"lm_eval": lm_eval.__version__})  # fmt: skip
+    store.write_summary()
+    return raw, records
+
+
+def main() -> None:
+    """lm-eval's CLI with the ``hf-logscale`` model type registered."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from lm_eval.__main__ import cli_evaluate
+
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    main()
