@@ -555,6 +555,125 @@ def _arg_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+@app.command()
+def diagnose(
+    model: ModelOpt = None,
+    variants: Annotated[str, typer.Option(help="Comma-separated variant specs or @recipes.")] = (
+        "none,logn,critical:tau=0.5,critical:tau=2"
+    ),
+    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
+    windows: Annotated[int, typer.Option(min=1, help="Windows of held-out text per length.")] = 2,
+    dataset: DatasetOpt = "sample",
+    gradients: Annotated[bool, typer.Option(help="Also measure gradient norms (a backward pass per window).")] = True,
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for diagnostics.json and figures.")] = Path(
+        "diagnostics"
+    ),
+) -> None:
+    """Attention entropy vs the number of keys per layer, token collapse and gradient flow vs length, per variant.
+
+    Example: hf-logscale diagnose --variants none,logn,critical:tau=2
+    """
+    from .data.sources import load_documents
+    from .diagnostics import diagnose as run
+    from .diagnostics.figures import plot_collapse, plot_entropy
+    from .eval.run import parse_lengths
+    from .models import load, train_length
+    from .variants import parse_variant, split_variants
+
+    specs = split_variants(variants)
+    for v in specs:
+        parse_variant(v)
+    device = _placement(device)
+    err.print(f"Loading {model or 'the reference model'} …")
+    net, tok = load(model, dtype=dtype.value, device=device, attn_implementation=attn)
+    train_len = train_length(net)
+    lens = parse_lengths(lengths, train_len)
+    texts = [d.text for d in load_documents(dataset)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _progress() as bar:
+        diag = run(net, tok, texts, specs, lens, windows=windows, gradients=gradients,
+                   advance=bar("variants × lengths", len(specs) * len(lens)))  # fmt: skip
+    name = model or "reference"
+    files = [
+        diag.save(out_dir / "diagnostics.json"),
+        plot_entropy(diag, train_len, out_dir / "entropy_vs_n.png", f"{name}: attention entropy vs keys seen"),
+        plot_collapse(diag, train_len, out_dir / "collapse.png", f"{name}: token collapse and gradient flow"),
+    ]
+    table = Table(title="mean attention entropy (nats) of rows seeing n ∈ (N/2, N] keys, all layers and heads")
+    table.add_column("variant")
+    for n in lens:
+        table.add_column(str(n), justify="right")
+    import torch
+
+    from .diagnostics import band_entropy
+
+    for v, e in diag["entropy"].items():
+        t = torch.tensor(e)
+        table.add_row(v, *(f"{band_entropy(t, n):.3f}" for n in lens))
+    out.print(table)
+    out.print("Wrote " + ", ".join(str(f) for f in files))
+
+
+@app.command()
+def calibrate(
+    model: ModelOpt = None,
+    lengths: Annotated[str, typer.Option(help="Lengths to match (beyond L): 2x,4x or 512,1k.")] = "2x,4x,8x,16x",
+    per_layer: Annotated[bool, typer.Option(help="Also fit τ for each layer alone (reported).")] = False,
+    windows: Annotated[int, typer.Option(min=1, help="Windows of held-out text.")] = 2,
+    dataset: DatasetOpt = "sample",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_file: Annotated[Path, typer.Option("--out", help="Recipe file to write.")] = Path("calibrated.toml"),
+) -> None:
+    """Fit τ of the critical scheme so attention entropy beyond L matches the model's own at L; write a recipe.
+
+    Example: hf-logscale calibrate --out calibrated.toml, then hf-logscale compare --variants none,logn,@calibrated.toml
+    """
+    from .data.sources import load_documents
+    from .diagnostics import calibrate as fit
+    from .diagnostics import token_windows
+    from .eval.run import parse_lengths
+    from .models import load, train_length
+    from .results import write_atomic
+
+    if out_file.suffix != ".toml":
+        raise ValueError(f"--out must be a .toml recipe file, got {out_file}")
+    device = _placement(device)
+    err.print(f"Loading {model or 'the reference model'} …")
+    net, tok = load(model, dtype=dtype.value, device=device, attn_implementation=attn)
+    train_len = train_length(net)
+    if train_len is None:
+        raise ValueError("the model config states no training length; calibration needs one")
+    lens = parse_lengths(lengths, train_len)
+    texts = [d.text for d in load_documents(dataset)]
+    ws = token_windows(tok, texts, max(lens), windows)
+    result = fit(net, ws, lens, train_len)
+    table = Table(title=f"critical τ = {result.tau:.4f}; target entropy at L = {train_len}: {result.target:.4f} nats; "
+                        f"RMS misfit {result.rms:.4f}")  # fmt: skip
+    for col in ("N", "entropy unscaled", f"entropy at τ = {result.tau:.3f}", "target"):
+        table.add_column(col, justify="right")
+    for n in result.lengths:
+        table.add_row(str(n), f"{result.unscaled[n]:.4f}", f"{result.fitted[n]:.4f}", f"{result.target:.4f}")
+    out.print(table)
+    if per_layer:
+        layers = Table(title="τ fitted per layer (only that layer scaled)")
+        for col in ("layer", "τ", "RMS misfit"):
+            layers.add_column(col, justify="right")
+        from .patching.families import attention_layers
+
+        for i, _ in attention_layers(net):
+            r = fit(net, ws, lens, train_len, layer=i)
+            layers.add_row(str(i), f"{r.tau:.4f}", f"{r.rms:.4f}")
+        out.print(layers)
+    desc = f"critical τ calibrated on {model or 'the reference model'}: attention entropy at {list(lens)} matched to L"
+    write_atomic(out_file, result.recipe(train_len, desc))
+    out.print(f"Wrote {out_file}: use it as --recipe {out_file} or in --variants @{out_file}")
+
+
 theory_app = typer.Typer(
     help="The paper's model of one attention layer: phase diagrams, n-sweeps, single points vs closed forms.",
     no_args_is_help=True,

@@ -37,6 +37,8 @@ class ScaleState:
         self.scheme = scheme
         self._cache: dict[Any, tuple[torch.Tensor, int, torch.Tensor]] = {}
         self.probe: dict[int, torch.Tensor] | None = None  # layer -> scales seen, only while verifying
+        # diagnostics: called as observer(layer_idx, module, scaled query, key, kwargs) inside the wrapper
+        self.observer: Callable[..., None] | None = None
 
     def scales(
         self,
@@ -118,6 +120,8 @@ def _make_wrapper(base: str) -> Callable:
         layer = getattr(module, LAYER_ATTR, None)
         if layer is not None:
             query = layer(query, kwargs.get("position_ids"), kwargs.get("sliding_window"), key.shape[-2])
+            if layer.state.observer is not None:
+                layer.state.observer(layer.layer_idx, module, query, key, kwargs)
         inner = _eager_for(module) if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
         return inner(module, query, key, value, attention_mask, *args, **kwargs)
 

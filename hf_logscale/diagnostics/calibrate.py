@@ -1,0 +1,103 @@
+"""Calibration: the τ of the ``critical`` scheme that keeps attention entropy at longer lengths at the model's own
+level at its training length L (DESIGN §10).
+
+Target: the mean entropy of attention rows that see n ∈ (L/2, L] keys, without scaling. For each longer length N,
+H_N(τ) is the mean entropy of rows with n ∈ (N/2, N] under ``critical:tau=τ``. τ minimises Σ_N (H_N(τ) − target)²
+(golden-section search; entropy falls as τ grows). Globally (all layers and heads) or for one layer at a time (only
+that layer scaled, its own entropies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import LogScaleConfig
+from ..variants import Variant
+from .entropy import attention_entropy
+
+__all__ = ["Calibration", "band_entropy", "calibrate"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    tau: float
+    target: float  # entropy at L without scaling
+    lengths: list[int]
+    fitted: dict[int, float]  # H_N at the fitted τ
+    unscaled: dict[int, float]  # H_N without scaling
+    rms: float  # root-mean-square of H_N(τ) − target
+    layer: int | None = None
+
+    def recipe(self, train_len: int, description: str) -> str:
+        return (
+            f'description = "{description}"\n\n[scale]\nscheme = "critical"\ntrain_len = {train_len}\n'
+            f"tau = {self.tau:.4f}\n"
+        )
+
+
+def band_entropy(entropy: torch.Tensor, length: int, layer: int | None = None) -> float:
+    """Mean entropy of rows that see n ∈ (length/2, length] keys; ``entropy`` is [layers, heads, T]."""
+    e = entropy if layer is None else entropy[layer : layer + 1]
+    lo, hi = length // 2, min(length, e.shape[-1])  # row index i sees i + 1 keys
+    return float(e[..., lo:hi].mean())
+
+
+def _profile(model, windows, tau: float, train_len: int, layer: int | None) -> torch.Tensor:
+    scale = LogScaleConfig("critical", train_len=train_len, params={"tau": tau},
+                           layers=(layer,) if layer is not None else None)  # fmt: skip
+    return torch.stack([attention_entropy(model, w, Variant(scale=scale)) for w in windows]).mean(0)
+
+
+def calibrate(
+    model: Any,
+    windows: Sequence[torch.Tensor],
+    lengths: Sequence[int],
+    train_len: int,
+    *,
+    layer: int | None = None,
+    target: float | None = None,
+    tau_max: float = 8.0,
+    iterations: int = 18,
+) -> Calibration:
+    """Fit τ on token ``windows`` ([1, T] each, T ≥ max(lengths)). ``target`` overrides the entropy at L."""
+    longer = sorted(n for n in lengths if n > train_len)
+    if not longer:
+        raise ValueError(f"calibration needs lengths beyond the training length {train_len}")
+    if any(w.shape[-1] < longer[-1] for w in windows):
+        raise ValueError(f"every window needs {longer[-1]} tokens")
+    base = _profile(model, windows, 0.0, train_len, layer)
+    if target is None:
+        target = band_entropy(base, train_len, layer)
+    cache: dict[float, dict[int, float]] = {}
+
+    def entropies(tau: float) -> dict[int, float]:
+        if tau not in cache:
+            prof = _profile(model, windows, tau, train_len, layer)
+            cache[tau] = {n: band_entropy(prof, n, layer) for n in longer}
+        return cache[tau]
+
+    def loss(tau: float) -> float:
+        return sum((h - target) ** 2 for h in entropies(tau).values())
+
+    a, b = 0.0, tau_max
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    for _ in range(iterations):
+        if loss(c) <= loss(d):
+            b, d = d, c
+            c = b - ratio * (b - a)
+        else:
+            a, c = c, d
+            d = a + ratio * (b - a)
+    tau = (a + b) / 2
+    fitted = entropies(tau)
+    return Calibration(
+        tau=tau, target=target, lengths=longer, fitted=fitted,
+        unscaled={n: band_entropy(base, n, layer) for n in longer},
+        rms=math.sqrt(loss(tau) / len(longer)), layer=layer,
+    )  # fmt: skip
