@@ -16,14 +16,15 @@ __all__ = ["collapse", "effective_rank", "gradient_norms", "mean_pairwise_cosine
 
 def mean_pairwise_cosine(h: torch.Tensor) -> float:
     """Mean of cos(h_i, h_j) over i ≠ j for h [n, d], without the n×n matrix."""
-    u = h.double() / h.double().norm(dim=-1, keepdim=True)
+    h = h.detach().double()
+    u = h / h.norm(dim=-1, keepdim=True)
     n = u.shape[0]
     return float((u.sum(0).pow(2).sum() - n) / (n * (n - 1)))
 
 
 def effective_rank(h: torch.Tensor) -> float:
     """exp of the entropy of the normalised singular values of h [n, d] (Roy & Vetterli)."""
-    s = torch.linalg.svdvals(h.double())
+    s = torch.linalg.svdvals(h.detach().double())
     p = s / s.sum()
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))

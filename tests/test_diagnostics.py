@@ -1,0 +1,136 @@
+"""Diagnostics: blockwise entropy against eager attention weights, linear memory, collapse metrics and gradient norms
+against direct computations, and calibration recovering a known τ."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_model
+
+import hf_logscale as hls
+from hf_logscale.diagnostics import (
+    attention_entropy,
+    band_entropy,
+    calibrate,
+    collapse,
+    effective_rank,
+    gradient_norms,
+    mean_pairwise_cosine,
+)
+from hf_logscale.diagnostics import entropy as entropy_mod
+
+
+def eager_entropy(model, x, variant):
+    """Entropy of the attention weights an eager forward returns (output_attentions)."""
+    with hls.patched(model, variant):
+        att = model(x, output_attentions=True).attentions  # per layer [B, H, T, T]
+    return torch.stack([-(a * a.clamp_min(1e-30).log()).sum(-1).mean(0) for a in att])
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3", "mistral_sw24", "qwen2_sw24"])
+@pytest.mark.parametrize("variant", ["none", "logn:train_len=8", "critical:tau=3,train_len=8"])
+def test_blockwise_entropy_equals_eager_attention_weights(family, variant, monkeypatch):
+    monkeypatch.setattr(entropy_mod, "BLOCK_ELEMENTS", 4 * 60 * 7)  # several query blocks
+    model = make_model(family, attn="eager", dtype=torch.float64)  # float64: p·log p is exact enough to compare
+    x = torch.randint(1, 256, (2, 60), generator=torch.Generator().manual_seed(0))
+    ours = attention_entropy(model, x, variant)
+    assert ours.shape == (2, model.config.num_attention_heads, 60)
+    assert torch.allclose(ours, eager_entropy(model, x, variant), atol=1e-5)
+    assert not hls.is_patched(model)
+
+
+def test_entropy_is_backend_independent():
+    x = torch.randint(1, 256, (1, 50), generator=torch.Generator().manual_seed(1))
+    a = attention_entropy(make_model("qwen2", attn="eager", dtype=torch.float64), x, "logn:train_len=8")
+    b = attention_entropy(make_model("qwen2", attn="sdpa", dtype=torch.float64), x, "logn:train_len=8")
+    assert torch.allclose(a, b, atol=1e-9)
+
+
+PEAK = """
+import sys, torch
+from hf_logscale.diagnostics.entropy import row_entropy
+def rss(field):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field + ":")) * 1024
+t = int(sys.argv[1])
+q, k = torch.randn(1, 4, t, 16), torch.randn(1, 2, t, 16)
+before = rss("VmRSS")
+row_entropy(q, k, 0.25)
+print(rss("VmHWM") - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory read from /proc (Linux)")
+def test_entropy_memory_grows_linearly():
+    """Peak extra memory (fresh process, resident-set high-water mark) of the entropy pass at 8k and 16k keys:
+    full attention scores would grow ×4 (1 GiB → 4 GiB); the blocked computation stays within ×2."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    peaks = [int(subprocess.run([sys.executable, "-c", PEAK, str(t)], capture_output=True, text=True, env=env,
+                                check=True).stdout) for t in (8192, 16384)]  # fmt: skip
+    full = 4 * 8192 * 8192 * 4  # the [1, 4, 8k, 8k] float32 scores a direct computation would hold
+    assert peaks[0] < full / 2 and peaks[1] < 2 * peaks[0]
+
+
+def test_collapse_metrics_equal_direct_computations():
+    h = torch.randn(50, 16, generator=torch.Generator().manual_seed(2)) + 0.5
+    u = h.double() / h.double().norm(dim=-1, keepdim=True)
+    cos = u @ u.T
+    assert mean_pairwise_cosine(h) == pytest.approx(float(cos[~torch.eye(50, dtype=torch.bool)].mean()), rel=1e-12)
+    s = torch.linalg.svdvals(h.double())
+    p = s / s.sum()
+    assert effective_rank(h) == pytest.approx(math.exp(float(-(p * p.log()).sum())), rel=1e-12)
+    assert effective_rank(torch.ones(10, 4)) == pytest.approx(1.0)
+    model = make_model("llama")
+    x = torch.randint(1, 256, (1, 40), generator=torch.Generator().manual_seed(3))
+    stats = collapse(model, x)
+    hidden = model(x, output_hidden_states=True).hidden_states
+    assert len(stats["cosine"]) == model.config.num_hidden_layers
+    assert stats["cosine"][1] == pytest.approx(mean_pairwise_cosine(hidden[1][0, 1:]))
+
+
+def test_gradient_norms_equal_autograd_through_hooks():
+    model = make_model("qwen2")
+    x = torch.randint(1, 256, (1, 40), generator=torch.Generator().manual_seed(4))
+    ours = gradient_norms(model, x)
+    seen = []
+
+    def keep(module, args, kwargs):
+        h = kwargs.get("hidden_states", args[0] if args else None)
+        h.retain_grad()
+        seen.append(h)
+
+    hooks = [layer.register_forward_pre_hook(keep, with_kwargs=True) for layer in model.model.layers]
+    model(x, labels=x).loss.backward()
+    for hook in hooks:
+        hook.remove()
+    model.zero_grad()
+    assert ours == pytest.approx([float(h.grad.norm()) for h in seen], rel=1e-6)
+
+
+def test_calibration_recovers_a_known_tau():
+    """Target built from the model itself under critical:tau=2.5: the fit must find τ ≈ 2.5."""
+    model = make_model("llama", max_position_embeddings=16)
+    windows = [torch.randint(1, 256, (1, 128), generator=torch.Generator().manual_seed(s)) for s in (5, 6)]
+    known = torch.stack([attention_entropy(model, w, "critical:tau=2.5") for w in windows]).mean(0)
+    target = band_entropy(known, 128)
+    fit = calibrate(model, windows, [128], 16, target=target)
+    assert fit.tau == pytest.approx(2.5, abs=0.01) and fit.rms < 1e-3
+    assert fit.unscaled[128] > fit.fitted[128]  # scaling lowered the entropy to the target
+    with pytest.raises(ValueError, match="beyond the training length"):
+        calibrate(model, windows, [16], 16)
+
+
+def test_calibrated_recipe_loads_and_applies(tmp_path):
+    model = make_model("llama", max_position_embeddings=16)
+    windows = [torch.randint(1, 256, (1, 64), generator=torch.Generator().manual_seed(7))]
+    fit = calibrate(model, windows, [32, 64], 16, iterations=8)
+    path = tmp_path / "cal.toml"
+    path.write_text(fit.recipe(16, "test"))
+    v = hls.load_recipe(str(path))
+    assert v.scale.scheme_name == "critical" and v.scale.params["tau"] == pytest.approx(fit.tau, abs=1e-4)
+    hls.patch(model, hls.parse_variant(f"@{path}"))
+    state = hls.patch_state(model)
+    assert hls.describe(model).variant == "@cal" and state.scheme.tau == pytest.approx(fit.tau, abs=1e-4)
