@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -168,6 +169,48 @@ def unigram_nll(train_stream: list[int], tok, docs, n: int, max_windows: int, vo
     return total / count
 
 
+def train_phase(model, tok, mix: Mix, steps: int, lr: float, args, log: list, label: str) -> None:
+    """``steps`` AdamW steps (β = (0.9, 0.95), weight decay 0.1) with 5 % linear warm-up then cosine decay to 10 % of
+    ``lr``; the loss weights the passkey answer's key tokens by ``answer_weight``. Appends (step, loss, lr) to
+    ``log`` (steps numbered after the ones already there) and prints progress and retrieval probes."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    )
+    offset = len(log)
+    model.train()
+    t0 = time.time()
+    for step in range(1, steps + 1):
+        batch = [mix.window() for _ in range(args.batch)]
+        x = torch.tensor([ids for ids, _ in batch])
+        w = torch.tensor([wt for _, wt in batch])[:, 1:]  # weight of each predicted token
+        logits = model(x).logits[:, :-1]
+        per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
+        loss = (per_token * w.reshape(-1)).sum() / w.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        log.append((offset + step, loss.item(), sched.get_last_lr()[0]))
+        if step % 50 == 0 or step == steps:
+            recent = sum(r[1] for r in log[-50:]) / len(log[-50:])
+            rate = step * args.batch * (args.train_len + args.margin) / (time.time() - t0)
+            eta = (steps - step) * (time.time() - t0) / step
+            print(
+                f"{label} step {step}/{steps}  loss {recent:.3f}  lr {log[-1][2]:.2e}  {rate:,.0f} tok/s  "
+                f"eta {eta / 60:.1f} min",
+                flush=True,
+            )
+        if step % 250 == 0 or step == steps:  # progress on the skill the model is for (own RNG: no effect)
+            model.eval()
+            digit, key = passkey_teacher_forced(model, tok, args.train_len, 64, seed=10**6 + offset + step)
+            model.train()
+            print(f"  passkey at L, teacher-forced (64 prompts): digits {digit:.3f}, whole keys {key:.2f}", flush=True)
+    model.eval()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Train the hf-logscale reference model (deterministic from --seed).")
     ap.add_argument("--out", default="hf_logscale/reference")
@@ -183,6 +226,10 @@ def main() -> None:
     ap.add_argument("--p-passkey", type=float, default=0.5)
     ap.add_argument("--margin", type=int, default=8, help="extra window tokens after a train-len prompt (its answer)")
     ap.add_argument("--answer-weight", type=float, default=8.0, help="loss weight of the passkey answer's tokens")
+    ap.add_argument("--tune-steps", type=int, default=600, help="phase 2 steps (0: none)")
+    ap.add_argument("--tune-p-passkey", type=float, default=0.8, help="phase 2 share of passkey windows")
+    ap.add_argument("--tune-lr", type=float, default=4e-4, help="phase 2 peak learning rate")
+    ap.add_argument("--phase1-from", help="take phase 1's weights from an earlier run's --out (same settings)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-windows", type=int, default=200)
     ap.add_argument("--passkey-trials", type=int, default=100)
@@ -190,6 +237,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.tiny:
         args.steps, args.batch, args.vocab, args.hidden, args.layers, args.heads = 6, 2, 300, 32, 1, 2
+        args.tune_steps = 3
         args.train_len, args.eval_windows, args.passkey_trials = 256, 2, 2
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -210,44 +258,25 @@ def main() -> None:
     model = build_model(tok, args)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: Llama, {n_params / 1e6:.2f} M parameters, L = {args.train_len}", flush=True)
-    mix = Mix(tok, stream, args.train_len, args.margin, args.p_passkey, args.seed, args.answer_weight)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    warmup = max(1, args.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))),
-    )
-    log = []
-    model.train()
+    log: list[tuple[int, float, float]] = []
     t_train = time.time()
-    for step in range(1, args.steps + 1):
-        batch = [mix.window() for _ in range(args.batch)]
-        x = torch.tensor([ids for ids, _ in batch])
-        w = torch.tensor([wt for _, wt in batch])[:, 1:]  # weight of each predicted token
-        logits = model(x).logits[:, :-1]
-        per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-        loss = (per_token * w.reshape(-1)).sum() / w.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        log.append((step, loss.item(), sched.get_last_lr()[0]))
-        if step % 50 == 0 or step == args.steps:
-            recent = sum(r[1] for r in log[-50:]) / len(log[-50:])
-            rate = step * args.batch * (args.train_len + args.margin) / (time.time() - t_train)
-            eta = (args.steps - step) * (time.time() - t_train) / step
-            print(
-                f"step {step}/{args.steps}  loss {recent:.3f}  lr {log[-1][2]:.2e}  {rate:,.0f} tok/s  "
-                f"eta {eta / 60:.1f} min",
-                flush=True,
-            )
-        if step % 250 == 0 and step < args.steps:  # progress on the skill the model is for (own RNG: no effect)
-            model.eval()
-            digit, key = passkey_teacher_forced(model, tok, args.train_len, 64, seed=10**6 + step)
-            model.train()
-            print(f"  passkey at L, teacher-forced (64 prompts): digits {digit:.3f}, whole keys {key:.2f}", flush=True)
-    train_minutes = (time.time() - t_train) / 60
+    if args.phase1_from:  # development shortcut: the phase-1 weights of an earlier run with the same settings
+        model = LlamaForCausalLM.from_pretrained(args.phase1_from)
+        with open(Path(args.phase1_from) / "training_log.csv") as f:
+            log = [(int(r["step"]), float(r["loss"]), float(r["lr"])) for r in csv.DictReader(f)][: args.steps]
+        phase1_minutes = json.loads((Path(args.phase1_from) / "metrics.json").read_text())["train_minutes"]
+        print(f"phase 1: loaded from {args.phase1_from} ({phase1_minutes} min when it ran)", flush=True)
+    else:
+        mix = Mix(tok, stream, args.train_len, args.margin, args.p_passkey, args.seed, args.answer_weight)
+        train_phase(model, tok, mix, args.steps, args.lr, args, log, "phase 1")
+        phase1_minutes = (time.time() - t_train) / 60
+    if args.tune_steps:  # phase 2: retrieval-heavy mix, fresh optimizer, own RNG stream, low learning rate
+        t_tune = time.time()
+        mix = Mix(tok, stream, args.train_len, args.margin, args.tune_p_passkey, args.seed + 1, args.answer_weight)
+        train_phase(model, tok, mix, args.tune_steps, args.tune_lr, args, log, "phase 2")
+        train_minutes = phase1_minutes + (time.time() - t_tune) / 60
+    else:
+        train_minutes = phase1_minutes
     model.eval()
 
     metrics: dict = {
@@ -256,9 +285,15 @@ def main() -> None:
         "steps": args.steps,
         "batch": args.batch,
         "train_len": args.train_len,
-        "tokens_seen": args.steps * args.batch * (args.train_len + args.margin),
+        "tune_steps": args.tune_steps,
+        "tune_p_passkey": args.tune_p_passkey,
+        "tune_lr": args.tune_lr,
+        "tokens_seen": (args.steps + args.tune_steps) * args.batch * (args.train_len + args.margin),
         "window": args.train_len + args.margin,
         "train_minutes": round(train_minutes, 1),
+        "phase1_minutes": round(phase1_minutes, 1),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "parameters": n_params,
         "vocab": len(tok),
         "train_books": len(train_docs),
@@ -345,9 +380,13 @@ Llama, {m["parameters"] / 1e6:.2f} M parameters: hidden {args.hidden}, {args.lay
 `<|bos|>` added in front, EOS `<|eos|>`.
 
 ## Training
-{m["steps"]} steps × {m["batch"]} windows × {m["window"]} tokens = {m["tokens_seen"]:,} tokens seen;
-AdamW (lr {args.lr}, β = (0.9, 0.95), weight decay 0.1), warm-up then cosine decay to 10 %; {m["train_minutes"]} min on
-{args.threads} CPU threads. Loss curve: `loss_curve.png`, `training_log.csv`.
+Phase 1: {m["steps"]} steps × {m["batch"]} windows, passkey share {m["p_passkey"]}, AdamW (lr {args.lr},
+β = (0.9, 0.95), weight decay 0.1), 5 % warm-up then cosine decay to 10 %.
+Phase 2: {m["tune_steps"]} steps, passkey share {m["tune_p_passkey"]}, a fresh AdamW at lr {m["tune_lr"]}
+with the same schedule shape and its own data stream (seed + 1): retrieval emerges late in phase 1, and
+phase 2 makes it reliable. {m["tokens_seen"]:,} tokens seen in windows of {m["window"]} tokens;
+{m["train_minutes"]} min of training ({m["phase1_minutes"]} in phase 1) on {args.threads} CPU threads,
+torch {m["torch"]}, transformers {m["transformers"]}. Loss curve: `loss_curve.png`, `training_log.csv`.
 
 ## Measured (no scaling)
 Held-out perplexity over up to {args.eval_windows} disjoint windows per length (each window BOS + n − 1 book
