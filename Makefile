@@ -1,5 +1,5 @@
 # Set-up and everyday commands. From a fresh clone:
-#   make demo   # create .venv, install, run the main job on the embedded default (offline)
+#   make demo   # create .venv, install, run the main job (hf-logscale compare) on the embedded default, offline
 #   make test   # create .venv, install, run the test suite (+ core exactness on the oldest supported transformers)
 # TORCH selects the torch requirement installed first, e.g. TORCH="torch==2.13.0" or
 # TORCH="torch --index-url https://download.pytorch.org/whl/cpu"; an importable torch is kept as is.
@@ -25,7 +25,7 @@ $(BIN)/hf-logscale: pyproject.toml
 setup: $(BIN)/hf-logscale
 
 demo: setup
-	$(BIN)/hf-logscale patch --variant yarn:factor=4,attention_factor=1+logn
+	$(BIN)/hf-logscale compare --out runs/compare
 
 test: test-main test-compat
 
@@ -49,6 +49,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python scripts/bench_overhead.py
+	$(BIN)/python scripts/bench_perplexity.py --out runs/bench_perplexity.md
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) runs
