@@ -82,6 +82,8 @@ class LogScaleLM(HFLM):
         if isinstance(pretrained, str) or pretrained is None:
             if device is None and torch.cuda.is_available():
                 device = "cuda"
+            elif str(device).startswith("cuda") and not torch.cuda.is_available():
+                device = "cpu"  # lm-eval's CLI passes cuda:0 by default; its HF model falls back the same way
             model, tok = load(
                 pretrained, variant=self.variant, dtype=dtype, device=device, attn_implementation=attn_implementation,
                 revision=revision, trust_remote_code=trust_remote_code,
