@@ -343,13 +343,18 @@ class _progress:
             console=err, transient=False,
         )  # fmt: skip
         self.bar.__enter__()
+        self.task, self.count = None, 0
         return self
 
     def __exit__(self, *exc):
         return self.bar.__exit__(*exc)
 
     def __call__(self, description: str, total: int):
-        task = self.bar.add_task(description, total=total)
+        """A bar for the next unit of work (a cell); the finished one is removed, so one line stays on screen."""
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.count += 1
+        self.task = task = self.bar.add_task(f"[{self.count}] {description}", total=total)
         return lambda k: self.bar.advance(task, k)
 
 
