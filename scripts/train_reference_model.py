@@ -169,16 +169,17 @@ def unigram_nll(train_stream: list[int], tok, docs, n: int, max_windows: int, vo
     return total / count
 
 
-def train_phase(model, tok, mix: Mix, steps: int, lr: float, args, log: list, label: str) -> None:
+def train(model, tok, mix: Mix, steps: int, lr: float, args, log: list) -> list[tuple[int, float, float]]:
     """``steps`` AdamW steps (β = (0.9, 0.95), weight decay 0.1) with 5 % linear warm-up then cosine decay to 10 % of
     ``lr``; the loss weights the passkey answer's key tokens by ``answer_weight``. Appends (step, loss, lr) to
-    ``log`` (steps numbered after the ones already there) and prints progress and retrieval probes."""
+    ``log``, prints progress, and returns the retrieval probes (step, digit accuracy, whole-key accuracy)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     )
     offset = len(log)
+    probes = []
     model.train()
     t0 = time.time()
     for step in range(1, steps + 1):
@@ -199,16 +200,18 @@ def train_phase(model, tok, mix: Mix, steps: int, lr: float, args, log: list, la
             rate = step * args.batch * (args.train_len + args.margin) / (time.time() - t0)
             eta = (steps - step) * (time.time() - t0) / step
             print(
-                f"{label} step {step}/{steps}  loss {recent:.3f}  lr {log[-1][2]:.2e}  {rate:,.0f} tok/s  "
+                f"step {step}/{steps}  loss {recent:.3f}  lr {log[-1][2]:.2e}  {rate:,.0f} tok/s  "
                 f"eta {eta / 60:.1f} min",
                 flush=True,
             )
         if step % 250 == 0 or step == steps:  # progress on the skill the model is for (own RNG: no effect)
             model.eval()
             digit, key = passkey_teacher_forced(model, tok, args.train_len, 64, seed=10**6 + offset + step)
+            probes.append((offset + step, digit, key))
             model.train()
             print(f"  passkey at L, teacher-forced (64 prompts): digits {digit:.3f}, whole keys {key:.2f}", flush=True)
     model.eval()
+    return probes
 
 
 def main() -> None:
@@ -226,10 +229,6 @@ def main() -> None:
     ap.add_argument("--p-passkey", type=float, default=0.5)
     ap.add_argument("--margin", type=int, default=8, help="extra window tokens after a train-len prompt (its answer)")
     ap.add_argument("--answer-weight", type=float, default=8.0, help="loss weight of the passkey answer's tokens")
-    ap.add_argument("--tune-steps", type=int, default=600, help="phase 2 steps (0: none)")
-    ap.add_argument("--tune-p-passkey", type=float, default=0.8, help="phase 2 share of passkey windows")
-    ap.add_argument("--tune-lr", type=float, default=4e-4, help="phase 2 peak learning rate")
-    ap.add_argument("--phase1-from", help="take phase 1's weights from an earlier run's --out (same settings)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-windows", type=int, default=200)
     ap.add_argument("--passkey-trials", type=int, default=100)
@@ -237,7 +236,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.tiny:
         args.steps, args.batch, args.vocab, args.hidden, args.layers, args.heads = 6, 2, 300, 32, 1, 2
-        args.tune_steps = 3
         args.train_len, args.eval_windows, args.passkey_trials = 256, 2, 2
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -260,24 +258,9 @@ def main() -> None:
     print(f"model: Llama, {n_params / 1e6:.2f} M parameters, L = {args.train_len}", flush=True)
     log: list[tuple[int, float, float]] = []
     t_train = time.time()
-    if args.phase1_from:  # development shortcut: the phase-1 weights of an earlier run with the same settings
-        model = LlamaForCausalLM.from_pretrained(args.phase1_from)
-        with open(Path(args.phase1_from) / "training_log.csv") as f:
-            log = [(int(r["step"]), float(r["loss"]), float(r["lr"])) for r in csv.DictReader(f)][: args.steps]
-        phase1_minutes = json.loads((Path(args.phase1_from) / "metrics.json").read_text())["train_minutes"]
-        print(f"phase 1: loaded from {args.phase1_from} ({phase1_minutes} min when it ran)", flush=True)
-    else:
-        mix = Mix(tok, stream, args.train_len, args.margin, args.p_passkey, args.seed, args.answer_weight)
-        train_phase(model, tok, mix, args.steps, args.lr, args, log, "phase 1")
-        phase1_minutes = (time.time() - t_train) / 60
-    if args.tune_steps:  # phase 2: retrieval-heavy mix, fresh optimizer, own RNG stream, low learning rate
-        t_tune = time.time()
-        mix = Mix(tok, stream, args.train_len, args.margin, args.tune_p_passkey, args.seed + 1, args.answer_weight)
-        train_phase(model, tok, mix, args.tune_steps, args.tune_lr, args, log, "phase 2")
-        train_minutes = phase1_minutes + (time.time() - t_tune) / 60
-    else:
-        train_minutes = phase1_minutes
-    model.eval()
+    mix = Mix(tok, stream, args.train_len, args.margin, args.p_passkey, args.seed, args.answer_weight)
+    probes = train(model, tok, mix, args.steps, args.lr, args, log)
+    train_minutes = (time.time() - t_train) / 60
 
     metrics: dict = {
         "lengths": {},
@@ -285,13 +268,9 @@ def main() -> None:
         "steps": args.steps,
         "batch": args.batch,
         "train_len": args.train_len,
-        "tune_steps": args.tune_steps,
-        "tune_p_passkey": args.tune_p_passkey,
-        "tune_lr": args.tune_lr,
-        "tokens_seen": (args.steps + args.tune_steps) * args.batch * (args.train_len + args.margin),
+        "tokens_seen": args.steps * args.batch * (args.train_len + args.margin),
         "window": args.train_len + args.margin,
         "train_minutes": round(train_minutes, 1),
-        "phase1_minutes": round(phase1_minutes, 1),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "parameters": n_params,
@@ -301,6 +280,7 @@ def main() -> None:
         "train_stream_tokens": len(stream),
         "p_passkey": args.p_passkey,
         "answer_weight": args.answer_weight,
+        "probes": [{"step": s, "digit_accuracy": round(d, 4), "key_accuracy": round(k, 4)} for s, d, k in probes],
     }
     for mult in (1, 2, 4, 8):
         n = args.train_len * mult
@@ -354,6 +334,7 @@ def plot_loss(log, path: Path) -> None:
 
 def model_card(m: dict, args) -> str:
     L = m["train_len"]
+    probes = ", ".join(f"{p['key_accuracy']:.2f} at step {p['step']}" for p in m["probes"][3::2] or m["probes"])
     rows = "\n".join(
         f"| {n} | {int(n) // L}× | {v['heldout_ppl']:.2f} | {v['unigram_ppl']:.1f} | {v['passkey_accuracy']:.2f} |"
         for n, v in m["lengths"].items()
@@ -380,13 +361,11 @@ Llama, {m["parameters"] / 1e6:.2f} M parameters: hidden {args.hidden}, {args.lay
 `<|bos|>` added in front, EOS `<|eos|>`.
 
 ## Training
-Phase 1: {m["steps"]} steps × {m["batch"]} windows, passkey share {m["p_passkey"]}, AdamW (lr {args.lr},
-β = (0.9, 0.95), weight decay 0.1), 5 % warm-up then cosine decay to 10 %.
-Phase 2: {m["tune_steps"]} steps, passkey share {m["tune_p_passkey"]}, a fresh AdamW at lr {m["tune_lr"]}
-with the same schedule shape and its own data stream (seed + 1): retrieval emerges late in phase 1, and
-phase 2 makes it reliable. {m["tokens_seen"]:,} tokens seen in windows of {m["window"]} tokens;
-{m["train_minutes"]} min of training ({m["phase1_minutes"]} in phase 1) on {args.threads} CPU threads,
-torch {m["torch"]}, transformers {m["transformers"]}. Loss curve: `loss_curve.png`, `training_log.csv`.
+{m["steps"]} steps × {m["batch"]} windows × {m["window"]} tokens = {m["tokens_seen"]:,} tokens seen; AdamW (lr
+{args.lr}, β = (0.9, 0.95), weight decay 0.1), 5 % warm-up then cosine decay to 10 %; {m["train_minutes"]} min on
+{args.threads} CPU threads (torch {m["torch"]}, transformers {m["transformers"]}). Retrieval emerges late; the
+progress probes (teacher forcing, 64 prompts at L, whole key right) read {probes}.
+Loss curve: `loss_curve.png`, `training_log.csv`.
 
 ## Measured (no scaling)
 Held-out perplexity over up to {args.eval_windows} disjoint windows per length (each window BOS + n − 1 book
