@@ -94,7 +94,6 @@ def test_reference_passkey_fails_beyond_training_length(reference):
     assert _passkey_hits(model, tok, 1024, 30, seed=7) <= 3  # 4× L with no scaling: retrieval is gone
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3 open: the shipped reference model retrieves 0.61 at L (target 0.9)")
 @torch.no_grad()
 def test_reference_passkey_accuracy_at_training_length(reference):
     model, tok = reference
@@ -147,6 +146,7 @@ def test_training_script_smoke_and_determinism(tmp_path):
     for name in ("model.safetensors", "tokenizer.json", "README.md", "loss_curve.png", "training_log.csv"):
         assert (tmp_path / "a" / name).stat().st_size > 0
     b = _train_tiny(tmp_path / "b")
+    a.pop("train_minutes"), b.pop("train_minutes")  # wall time is the one thing allowed to differ
     assert a == b  # same seed, same metrics to the last digit
     ta = (tmp_path / "a" / "model.safetensors").read_bytes()
     assert ta == (tmp_path / "b" / "model.safetensors").read_bytes()
