@@ -656,7 +656,7 @@ def calibrate(
     lens = parse_lengths(lengths, train_len)
     texts = [d.text for d in load_documents(dataset)]
     ws = token_windows(tok, texts, max(lens), windows)
-    result = fit(net, ws, lens, train_len)
+    result = fit(net, ws, lens, train_len, log=err.print)
     table = Table(title=f"critical τ = {result.tau:.4f}; target entropy at L = {train_len}: {result.target:.4f} nats; "
                         f"RMS misfit {result.rms:.4f}")  # fmt: skip
     for col in ("N", "entropy unscaled", f"entropy at τ = {result.tau:.3f}", "target"):
@@ -671,7 +671,8 @@ def calibrate(
         from .patching.families import attention_layers
 
         for i, _ in attention_layers(net):
-            r = fit(net, ws, lens, train_len, layer=i)
+            err.print(f"layer {i}:")
+            r = fit(net, ws, lens, train_len, layer=i, log=err.print)
             layers.add_row(str(i), f"{r.tau:.4f}", f"{r.rms:.4f}")
         out.print(layers)
     desc = f"critical τ calibrated on {model or 'the reference model'}: attention entropy at {list(lens)} matched to L"

@@ -63,6 +63,7 @@ def calibrate(
     target: float | None = None,
     tau_max: float = 8.0,
     iterations: int = 18,
+    log: Any = None,
 ) -> Calibration:
     """Fit τ on token ``windows`` ([1, T] each, T ≥ max(lengths)). ``target`` overrides the entropy at L."""
     longer = sorted(n for n in lengths if n > train_len)
@@ -79,6 +80,9 @@ def calibrate(
         if tau not in cache:
             prof = _profile(model, windows, tau, train_len, layer)
             cache[tau] = {n: band_entropy(prof, n, layer) for n in longer}
+            if log:
+                shown = ", ".join(f"{h:.3f}" for h in cache[tau].values())
+                log(f"τ = {tau:.4f}: entropy {shown} (target {target:.3f}) [{len(cache)}/{iterations + 2}]")
         return cache[tau]
 
     def loss(tau: float) -> float:
