@@ -82,7 +82,7 @@ def calibrate(
             cache[tau] = {n: band_entropy(prof, n, layer) for n in longer}
             if log:
                 shown = ", ".join(f"{h:.3f}" for h in cache[tau].values())
-                log(f"τ = {tau:.4f}: entropy {shown} (target {target:.3f}) [{len(cache)}/{iterations + 2}]")
+                log(f"τ = {tau:.4f}: entropy {shown} (target {target:.3f}) [{len(cache)}/{iterations + 3}]")
         return cache[tau]
 
     def loss(tau: float) -> float:
