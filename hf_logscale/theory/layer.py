@@ -36,9 +36,11 @@ def metrics(x: torch.Tensor, gammas: Sequence[float], alpha: float = 0.0) -> dic
     n = x.shape[0]
     y = x / x.norm(dim=-1, keepdim=True)
     g = y @ y.T
-    iu = torch.triu_indices(n, n, 1)
-    gap = (1 - g)[iu[0], iu[1]]
-    keep = gap > 1e-12  # pairs that are not already the same direction
+    gap = 1 - g
+    # pair weights for λ: i < j and not already the same direction (1 − cos > 1e-12), divided by 1 − cos
+    pairs = torch.triu(torch.ones(n, n, dtype=torch.bool), 1) & (gap > 1e-12)
+    weight = torch.where(pairs, 1 / gap.where(pairs, 1.0), 0.0)
+    count = int(pairs.sum())
     betas = _betas(gammas, n, torch.float64)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("lambda", "self_weight", "output_cosine", "entropy")}
     step = max(1, CHUNK_ELEMENTS // (n * n))
@@ -50,10 +52,10 @@ def metrics(x: torch.Tensor, gammas: Sequence[float], alpha: float = 0.0) -> dic
         xo = a @ y + alpha * x
         yo = xo / xo.norm(dim=-1, keepdim=True)
         go = yo @ yo.transpose(-1, -2)
-        ratio = (1 - go[:, iu[0], iu[1]])[:, keep] / gap[keep]
-        out["lambda"].append(ratio.mean(-1))
+        out["lambda"].append(((1 - go) * weight).sum((-1, -2)) / count)
         out["self_weight"].append(a.diagonal(dim1=-2, dim2=-1).mean(-1))
-        out["output_cosine"].append(go[:, iu[0], iu[1]].mean(-1))
+        off = go.sum((-1, -2)) - go.diagonal(dim1=-2, dim2=-1).sum(-1)
+        out["output_cosine"].append(off / (n * (n - 1)))
         out["entropy"].append(-(a * logp).sum(-1).mean(-1))
     return {k: torch.cat(v) for k, v in out.items()}
 
