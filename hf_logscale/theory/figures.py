@@ -35,7 +35,10 @@ def plot_phase(grids: Sequence[Grid], path: Path, title: str | None = None) -> P
     plt = _plt()
     fig, axes = plt.subplots(1, len(grids), figsize=(4.3 * len(grids) + 1.2, 4.0), dpi=130, squeeze=False,
                              layout="constrained")  # fmt: skip
-    vmax = max(1.0, max(float(g.values.max()) for g in grids))
+    # λ, A_ii and cosines live in [0, 1]; η's large-d plateau is (1 − 1/d)/q ≤ 1/q, and at small d a token of tiny norm
+    # (1/|x| in the pre-norm Jacobian) can push single points far above it: clip those instead of rescaling the map
+    bounded = grids[0].metric != "entropy"
+    vmax = 1.0 if bounded else max(float(g.values.max()) for g in grids)
     mesh = None
     for ax, g in zip(axes[0], grids, strict=True):
         rhos = torch.tensor(g.rhos)
@@ -49,7 +52,8 @@ def plot_phase(grids: Sequence[Grid], path: Path, title: str | None = None) -> P
                title=f"d = {g.d}, n = {g.n}" + (f", α = {g.alpha:g}" if g.alpha else ""))  # fmt: skip
         ax.set_ylim(float(ys.min()), float(ys.max()))
         ax.legend(loc="upper left", fontsize=7, framealpha=0.6)
-    fig.colorbar(mesh, ax=axes, shrink=0.9, label=LABELS[grids[0].metric])
+    over = bounded and any(float(g.values.max()) > vmax for g in grids)
+    fig.colorbar(mesh, ax=axes, shrink=0.9, label=LABELS[grids[0].metric], extend="max" if over else "neither")
     fig.suptitle(title or f"Phase diagram of one attention layer: {LABELS[grids[0].metric]}", fontsize=10)
     fig.savefig(path)
     plt.close(fig)
