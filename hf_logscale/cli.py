@@ -769,7 +769,7 @@ def theory_phase(
 
 @theory_app.command("sweep-n")
 def theory_sweep(
-    n: Annotated[str, typer.Option("--n", help="Numbers of tokens.")] = "64,256,1024,4096",
+    n: Annotated[str, typer.Option("--n", help="Numbers of tokens.")] = "64,256,1024",
     d: Annotated[int | None, typer.Option("--d", help="Dimension (default: n, exact simplex tokens).")] = None,
     rho: Annotated[float, typer.Option(help="Token cosine ρ in (0, 1).")] = 0.5,
     ratio_grid: Annotated[str, typer.Option(help="γ/γ_c values: start:stop:count or a list.")] = "0.25:2:43",
@@ -781,7 +781,7 @@ def theory_sweep(
 ) -> None:
     """The metric against γ/γ_c for several n: the transition sharpens (logarithmically) as n grows.
 
-    Example: hf-logscale theory sweep-n --rho 0.5 --n 64,256,1024,4096
+    Example: hf-logscale theory sweep-n --rho 0.5 --n 64,256,1024
     """
     import csv as csv_mod
 
