@@ -44,8 +44,8 @@ test-compat: $(COMPAT_VENV)/bin/pytest
 	$(COMPAT_VENV)/bin/python -m pytest -q -m core
 
 lint: setup
-	$(BIN)/ruff check hf_logscale tests scripts
-	$(BIN)/ruff format --check hf_logscale tests scripts
+	$(BIN)/ruff check hf_logscale tests scripts eval_tasks
+	$(BIN)/ruff format --check hf_logscale tests scripts eval_tasks
 
 bench: setup
 	$(BIN)/python scripts/bench_overhead.py
