@@ -297,3 +297,18 @@ def test_evaluate_passkey_and_needle_records(tok, tmp_path):
     assert {r["task"] for r in records} == {"needle"} and records[0]["dataset"] == "sample"
     lines = [json.loads(x) for x in store.path.read_text().splitlines()]
     assert {"versions", "seed", "seconds", "settings", "status"} <= set(lines[0])
+
+
+@pytest.mark.parametrize("family", ["mistral_sw24", "qwen2_sw24", "qwen3"])
+def test_teacher_forcing_on_other_families_and_sliding_windows(tok, family):
+    """Sliding-window caches may refuse to be cropped: the scorer then re-runs prompt + answer; either way the
+    teacher-forced log-probability equals a float64 full-logits computation."""
+    model = make_model(family, vocab_size=len(tok), max_position_embeddings=64)
+    prompts = passkey_prompts(tok, 120, 0.3, 3, seed=2)
+    trials = score_prompts(model, tok, [p.input_ids for p in prompts], [p.answer_ids for p in prompts],
+                           [p.key for p in prompts])  # fmt: skip
+    for p, t in zip(prompts, trials, strict=True):
+        lp = torch.log_softmax(reference_logits(model, torch.tensor([p.input_ids + p.answer_ids]))[0], -1)
+        n = len(p.input_ids)
+        direct = sum(lp[n - 1 + j, a].item() for j, a in enumerate(p.answer_ids))
+        assert t.tf_logprob == pytest.approx(direct, rel=1e-4, abs=1e-4)

@@ -92,7 +92,7 @@ def _answer_logits(model, prompt: torch.Tensor, ans: torch.Tensor, cache) -> tor
     n = prompt.shape[1]
     try:
         cache.crop(n)
-    except (AttributeError, ValueError, NotImplementedError, TypeError):
+    except (AttributeError, ValueError, NotImplementedError, TypeError, RuntimeError):
         cache = None  # a cache that cannot be cropped (e.g. sliding-window layers): prefill prompt + answer again
     if cache is not None:
         out = model(
