@@ -301,6 +301,11 @@ def main() -> None:
 
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+    # transformers 5 writes its new class name, unknown to 4.x; the generic fast class loads in both
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (out / "training_log.csv").open("w", newline="") as f:
         w = csv.writer(f)

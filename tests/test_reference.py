@@ -143,6 +143,8 @@ def _train_tiny(out: Path) -> dict:
 
 def test_training_script_smoke_and_determinism(tmp_path):
     a = _train_tiny(tmp_path / "a")
+    tok_cfg = json.loads((tmp_path / "a" / "tokenizer_config.json").read_text())
+    assert tok_cfg["tokenizer_class"] == "PreTrainedTokenizerFast"  # loadable by transformers 4.x and 5.x
     for name in ("model.safetensors", "tokenizer.json", "README.md", "loss_curve.png", "training_log.csv"):
         assert (tmp_path / "a" / name).stat().st_size > 0
     b = _train_tiny(tmp_path / "b")
