@@ -531,11 +531,13 @@ def lm_eval_cmd(
     lens = None
     if lengths:
         train = None
-        if "x" in lengths.lower():
+        if "x" in lengths.lower():  # multiples of L: read the config (local folder or hub id), as patch does
+            from transformers import AutoConfig
+
+            from .config import resolve_train_len
             from .models import REFERENCE_MODEL
 
-            cfg = json.loads(((Path(model) if model else REFERENCE_MODEL) / "config.json").read_text())
-            train = cfg.get("max_position_embeddings")
+            train = resolve_train_len(AutoConfig.from_pretrained(model or REFERENCE_MODEL))[0]
         lens = list(parse_lengths(lengths, train))
     err.print(f"lm-eval on {model or 'the reference model'}, variant {variant or 'none'}: {tasks}")
     raw, records = lmeval.run_lmeval(
