@@ -47,7 +47,7 @@ AttnOpt = Annotated[
     typer.Option(
         "--attn",
         help="attn_implementation to load with: sdpa, eager, "
-        "flex_attention (default: transformers'; flash_attention_* is not supported yet).",
+        "flex_attention, flash_attention_2, flash_attention_3 or a kernels-hub flash kernel (default: transformers').",
     ),
 ]
 
@@ -292,13 +292,13 @@ def _evaluate(task, model, variant, lengths, depths, settings, batch_size, dtype
     device = _placement(device)
     err.print(f"Loading {model or 'the reference model'} …")
     net, tok = hls.load(model, variant=v, dtype=dtype.value, device=device, attn_implementation=attn)
-    train_len = train_length(net)
+    tl = train_length(net)
+    train_len = tl.value if tl else None
     spec = EvalSpec(task=task, lengths=parse_lengths(lengths, train_len), **settings)
     store = ResultStore(out_dir)
-    err.print(
-        f"{task}: lengths {', '.join(map(str, spec.lengths))} (L = {train_len}); variant {v.label if v else 'none'};"
-        f" results → {store.path}"
-    )
+    err.print(f"L = {tl or 'unknown'}")
+    err.print(f"{task}: lengths {', '.join(map(str, spec.lengths))}; variant {v.label if v else 'none'}")
+    err.print(f"results → {store.path}")
     with _progress() as bar:
         records = evaluate(
             net, tok, spec, store, model_name=model or "reference", variant=v.label if v else "none",
@@ -534,10 +534,12 @@ def lm_eval_cmd(
         if "x" in lengths.lower():  # multiples of L: read the config (local folder or hub id), as patch does
             from transformers import AutoConfig
 
-            from .config import resolve_train_len
             from .models import REFERENCE_MODEL
+            from .train_length import resolve_train_len
 
-            train = resolve_train_len(AutoConfig.from_pretrained(model or REFERENCE_MODEL))[0]
+            resolved = resolve_train_len(AutoConfig.from_pretrained(model or REFERENCE_MODEL))
+            err.print(f"L = {resolved}")
+            train = resolved.value
         lens = list(parse_lengths(lengths, train))
     err.print(f"lm-eval on {model or 'the reference model'}, variant {variant or 'none'}: {tasks}")
     raw, records = lmeval.run_lmeval(
@@ -596,7 +598,9 @@ def diagnose(
     device = _placement(device)
     err.print(f"Loading {model or 'the reference model'} …")
     net, tok = load(model, dtype=dtype.value, device=device, attn_implementation=attn)
-    train_len = train_length(net)
+    tl = train_length(net)
+    train_len = tl.value if tl else None
+    err.print(f"L = {tl or 'unknown'}")
     lens = parse_lengths(lengths, train_len)
     texts = [d.text for d in load_documents(dataset)]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -652,9 +656,11 @@ def calibrate(
     device = _placement(device)
     err.print(f"Loading {model or 'the reference model'} …")
     net, tok = load(model, dtype=dtype.value, device=device, attn_implementation=attn)
-    train_len = train_length(net)
-    if train_len is None:
+    tl = train_length(net)
+    if tl is None:
         raise ValueError("the model config states no training length; calibration needs one")
+    train_len = tl.value
+    err.print(f"L = {tl}")
     lens = parse_lengths(lengths, train_len)
     texts = [d.text for d in load_documents(dataset)]
     ws = token_windows(tok, texts, max(lens), windows)

@@ -114,13 +114,15 @@ def run_compare(
     settings = {**settings, "depths": parse_depths(settings["depths"])}
     log(f"Loading {model_id or 'the reference model'} …")
     model, tok = load(model_id, dtype=dtype, device=device, device_map=device_map, attn_implementation=attn)
-    train_len = train_length(model)
+    tl = train_length(model)
+    train_len = tl.value if tl else None
     lengths = parse_lengths(lengths_text, train_len)
     if chosen is None:
         chosen = [parse_variant(v) for v in default_variants(lengths[-1], train_len or lengths[-1])]
     specs = [EvalSpec(task=t, lengths=lengths, **_task_settings(t, settings)) for t in tasks]
     name = model_id or "reference"
-    log(f"model {name} (L = {train_len}); tasks {', '.join(tasks)}; lengths {', '.join(map(str, lengths))}")
+    log(f"L = {tl or 'unknown'}")
+    log(f"model {name}; tasks {', '.join(tasks)}; lengths {', '.join(map(str, lengths))}")
     log("variants " + ", ".join(v.label for v in chosen))
     log(", ".join(f"{k} {v}" for k, v in settings.items() if v is not None) + f"; batch size {batch_size}")
     store = ResultStore(out_dir)

@@ -12,7 +12,7 @@ import torch
 
 from .schemes import CustomScheme, Scheme, get_scheme
 
-__all__ = ["LogScaleConfig", "scale_factors", "resolve_train_len", "format_params"]
+__all__ = ["LogScaleConfig", "scale_factors", "format_params"]
 
 _PLACEHOLDER_L = 4096  # used only to validate parameters before the model's own L is known
 
@@ -133,26 +133,3 @@ def scale_factors(cfg: LogScaleConfig | Scheme, n: torch.Tensor | int | float | 
     if (n < 1).any():
         raise ValueError(f"key counts `n` must be ≥ 1, got min {n.min().item():g}")
     return scheme(n)
-
-
-def resolve_train_len(model_config: Any) -> tuple[int, str]:
-    """The model's training context length and where it came from (DESIGN §3): the rope parameters'
-    ``original_max_position_embeddings`` if present, else ``max_position_embeddings``."""
-    from .rope import rope_params
-
-    for key, params in _flat_rope_dicts(rope_params(model_config)):
-        orig = params.get("original_max_position_embeddings")
-        if orig:
-            return int(orig), f"config {key}.original_max_position_embeddings"
-    mpe = getattr(model_config, "max_position_embeddings", None)
-    if mpe:
-        return int(mpe), "config max_position_embeddings"
-    raise ValueError("the model config has no max_position_embeddings; pass train_len explicitly (--train-len N)")
-
-
-def _flat_rope_dicts(params: Mapping[str, Any] | None) -> list[tuple[str, Mapping[str, Any]]]:
-    if not params:
-        return []
-    if all(isinstance(v, Mapping) for v in params.values()):
-        return [(f"rope[{k}]", v) for k, v in params.items()]
-    return [("rope", params)]

@@ -19,6 +19,7 @@ import transformers
 
 from . import __version__
 from .patching import CONFIG_KEY, patch, patch_state
+from .train_length import TrainLength, resolve_train_len
 from .variants import Variant, as_variant
 
 __all__ = ["load", "save_patched", "train_length", "ADAPTER_FILE", "DTYPES", "REFERENCE_MODEL"]
@@ -216,14 +217,13 @@ def save_patched(
     return out
 
 
-def train_length(model: torch.nn.Module) -> int | None:
-    """The model's training length L: what its patch resolved, else its config's (None if it states none)."""
-    from .config import resolve_train_len
-
+def train_length(model: torch.nn.Module) -> TrainLength | None:
+    """The model's training length L and its source: what its patch resolved, else its config's (None if the
+    config states none)."""
     state = patch_state(model)
     if state is not None:
-        return state.train_len
+        return TrainLength(state.train_len, state.train_len_source)
     try:
-        return resolve_train_len(model.config)[0]
+        return resolve_train_len(model.config)
     except ValueError:
         return None

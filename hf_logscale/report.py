@@ -117,6 +117,7 @@ def write_report(
     env = records[0]["versions"] if records else {}
     device = records[0].get("device") if records else "?"
     dtype = records[0].get("dtype") if records else "?"
+    source = records[0].get("train_len_source") if records else None
     lines = [
         f"# hf-logscale comparison: {model_name}",
         "",
@@ -124,7 +125,7 @@ def write_report(
         "",
         "## Settings",
         "",
-        f"- model: `{model_name}`, training length L = {train_len}",
+        f"- model: `{model_name}`, training length L = {train_len}" + (f" ({source})" if source else ""),
         f"- variants: {', '.join(f'`{v}`' for v in variants)}",
         *[f"- {k}: {_fmt(v)}" for k, v in settings.items() if v is not None],
         f"- environment: device {device}, dtype {dtype}, " + ", ".join(f"{k} {v}" for k, v in env.items()),

@@ -42,11 +42,14 @@ def test_schemes_table(monkeypatch, capsys):
     assert "max(1, ln n / ln L)" in out and "tau=1.0 (≥ 0)" in out and "yarn-x4-logn" in out
 
 
+@pytest.mark.filterwarnings("always:L = \\d+ is a guess")
 def test_patch_summary_and_verification(monkeypatch, capsys, tiny):
-    code, out, _ = run(monkeypatch, capsys, "patch", "--model", tiny, "--scheme", "critical", "--tau", "2")
+    code, out, err = run(monkeypatch, capsys, "patch", "--model", tiny, "--scheme", "critical", "--tau", "2")
     assert code == 0, out
     assert "Qwen2ForCausalLM" in out and "logscale_sdpa → sdpa" in out
-    assert "64 (config max_position_embeddings)" in out
+    assert "64 (config max_position_embeddings, unverified)" in out
+    # L is a guess for an unknown checkpoint: one warning line that names the option to fix it
+    assert len(re.findall(r"Warning: L = 64 is a guess.*--train-len", err)) == 1, err
     assert "W = 24 on layers 1" in out
     assert "✓ verified" in out and "2 patched layers active: scaled queries seen" in out
     # n = 4L: critical τ=2 gives 1 + 2·ln4/ln64 = 5/3 on full layers; the windowed layer is capped at n = 24 → 1

@@ -205,7 +205,7 @@ def test_train_len_resolution_and_verify():
     model = make_model("llama", max_position_embeddings=64)
     hls.patch(model, "logn")
     report = hls.describe(model)
-    assert (report.train_len, report.train_len_source) == (64, "config max_position_embeddings")
+    assert (report.train_len, report.train_len_source) == (64, "config max_position_embeddings, unverified")
     assert [r["n"] for r in report.rows] == [32, 64, 128, 256, 512, 1024]
     assert [r["s"] for r in report.rows] == pytest.approx([1, 1, 7 / 6, 8 / 6, 9 / 6, 10 / 6], rel=1e-12)
     check = hls.verify(model)
@@ -244,10 +244,3 @@ def test_failed_patch_keeps_the_previous_one():
     with hls.patched(model, "critical:tau=2"):
         assert hls.patch_state(model).rope is None
     assert hls.patch_state(model).rope is not None and torch.equal(model(x).logits, active)
-
-
-def test_flash_backends_are_refused_clearly():
-    from hf_logscale.patching.attention import register_backend
-
-    with pytest.raises(ValueError, match="'flash_attention_2' is not supported yet; load the model with"):
-        register_backend("flash_attention_2")

@@ -39,7 +39,7 @@ def assert_reload_matches(folder, model, base_dir, x, want):
 def assert_same_patch(again, model):
     a, b = hls.patch_state(again), hls.patch_state(model)
     assert (a.scheme, a.train_len, a.variant.rope, a.layers) == (b.scheme, b.train_len, b.variant.rope, b.layers)
-    assert a.train_len_source == b.train_len_source == "config max_position_embeddings"
+    assert a.train_len_source == b.train_len_source == "config max_position_embeddings, unverified"
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -199,8 +199,9 @@ def test_other_kind_does_not_inherit_base_rope_keys():
     params = rope_params(model.config)
     assert params["rope_type"] == "dynamic" and params["factor"] == 2.0 and params["rope_theta"] == 5e5
     assert "low_freq_factor" not in params and "type" not in params
-    # dynamic NTK takes its original length from max_position_embeddings: L, not the Llama 3 extended 256
-    assert model.config.max_position_embeddings == 32
+    # dynamic NTK takes its original length from max_position_embeddings, set to L; a llama3-rope model was
+    # trained at its extended length, so L = 256 (not the original 32)
+    assert hls.describe(model).train_len == 256 and model.config.max_position_embeddings == 256
     hls.unpatch(model)
     assert rope_params(model.config)["rope_type"] == "llama3" and model.config.max_position_embeddings == 256
 

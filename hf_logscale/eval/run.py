@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..distributed import current
+from ..models import train_length
 from ..results import ResultStore, cell_id, versions
 from .batching import OutOfMemory
 
@@ -124,7 +125,9 @@ def evaluate(
     if not dist.main:
         progress = None
     data = _prepare(tokenizer, spec, sorted({c["length"] for c in todo})) if todo else None
-    meta = {"seed": spec.seed, "versions": versions(), "device": str(_device(model)), "dtype": str(model.dtype)}
+    tl = train_length(model)
+    meta = {"seed": spec.seed, "versions": versions(), "device": str(_device(model)), "dtype": str(model.dtype),
+            "train_len": tl.value if tl else None, "train_len_source": tl.source if tl else None}  # fmt: skip
     for cell in todo:
         n, d = cell["length"], cell["depth"]
         items = data["windows"](n) if spec.task == "ppl" else spec.trials

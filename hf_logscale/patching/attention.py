@@ -5,10 +5,15 @@ One wrapper per backend is registered through transformers' public ``AttentionIn
 no mask). The wrapper itself holds no settings: each patched attention module carries a ``LayerScale`` that
 points at its model's ``ScaleState``, so two models in one process never share a scheme, and modules without one
 (unselected layers) run unchanged.
+
+Flash backends (``flash_attention_2/3/4`` and kernels-hub implementations such as
+``kernels-community/flash-attn3``) look their kernel up by ``module.config._attn_implementation``; the wrapper
+hands them a view of the module whose config reports the base name, so the kernel is found as if unpatched.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +25,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..schemes import Scheme
 
-__all__ = ["ScaleState", "LayerScale", "LAYER_ATTR", "backend_name", "register_backend"]
+__all__ = ["ScaleState", "LayerScale", "LAYER_ATTR", "backend_name", "register_backend", "is_flash"]
 
 LAYER_ATTR = "_hf_logscale_layer"
 PREFIX = "logscale_"
@@ -67,7 +72,7 @@ class ScaleState:
         # float64 for the formula (MPS has none): rounding once to float32 keeps Qwen's table bit for bit.
         exact = torch.float32 if device.type == "mps" else torch.float64
         n = position_ids.to(device=device, dtype=exact) + 1.0
-        if window is not None:
+        if window:  # None, or 0 for layers without one (Qwen2-MoE's config convention)
             n = n.clamp(max=float(window))
         s = self.scheme(n).to(dtype)[:, None, :, None]
         self._cache[key] = (position_ids, version, s)
@@ -115,35 +120,65 @@ def _eager_for(module: torch.nn.Module) -> Callable:
     return fn
 
 
+class _BaseNamed:
+    """A read-through view of an attention module whose ``config._attn_implementation`` is the base backend's
+    name: transformers' flash path loads its kernel by that name, which the patch renamed."""
+
+    __slots__ = ("_module", "config")
+
+    def __init__(self, module: torch.nn.Module, base: str):
+        self._module = module
+        self.config = _ConfigNamed(module.config, base)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+class _ConfigNamed:
+    __slots__ = ("_config", "_attn_implementation")
+
+    def __init__(self, config: Any, base: str):
+        self._config = config
+        self._attn_implementation = base
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._config, name)
+
+
+def is_flash(impl: str) -> bool:
+    """transformers treats every implementation whose name contains "flash" as a flash-attention kernel."""
+    return "flash" in impl
+
+
 def _make_wrapper(base: str) -> Callable:
+    flash = is_flash(base)
+
     def logscale_attention(module, query, key, value, attention_mask, *args, **kwargs):
         layer = getattr(module, LAYER_ATTR, None)
         if layer is not None:
             query = layer(query, kwargs.get("position_ids"), kwargs.get("sliding_window"), key.shape[-2])
             if layer.state.observer is not None:
                 layer.state.observer(layer.layer_idx, module, query, key, kwargs)
-        inner = _eager_for(module) if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
-        return inner(module, query, key, value, attention_mask, *args, **kwargs)
+        if base == "eager":
+            return _eager_for(module)(module, query, key, value, attention_mask, *args, **kwargs)
+        # looked up at every call: a kernel re-registered under the base name (kernels hub) is used as is
+        inner = ALL_ATTENTION_FUNCTIONS[base]
+        return inner(_BaseNamed(module, base) if flash else module, query, key, value, attention_mask, *args, **kwargs)
 
-    logscale_attention.__name__ = f"{PREFIX}{base}"
+    logscale_attention.__name__ = backend_name(base)
     return logscale_attention
 
 
 def backend_name(base: str) -> str:
-    return f"{PREFIX}{base}"
+    """``logscale_<base>``; a kernels-hub name (``org/repo@rev:fn``) loses the characters transformers reads as
+    a hub reference."""
+    return PREFIX + re.sub(r"[/@:|]", "--", base)
 
 
 def register_backend(base: str) -> str:
     """Register ``logscale_<base>`` (attention + mask function) once per process; return its name."""
     if base.startswith(PREFIX):
         raise ValueError(f"attention implementation {base!r} is already a logscale wrapper")
-    if "flash" in base:
-        # transformers' flash path looks its kernel up by config._attn_implementation, which the wrapper renames;
-        # untested here (no GPU in CI), so refuse rather than fail on the first forward.
-        raise ValueError(
-            f"attention implementation {base!r} is not supported yet; load the model with attn_implementation='sdpa' "
-            "(torch's SDPA uses flash kernels on GPU when no mask is needed)"
-        )
     if base not in ALL_MASK_ATTENTION_FUNCTIONS or (base != "eager" and base not in ALL_ATTENTION_FUNCTIONS):
         known = sorted(set(ALL_MASK_ATTENTION_FUNCTIONS.keys()))
         raise ValueError(

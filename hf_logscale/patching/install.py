@@ -12,11 +12,12 @@ import torch
 import transformers
 
 from .. import __version__
-from ..config import LogScaleConfig, resolve_train_len
+from ..config import LogScaleConfig
 from ..rope import RopeState, adopt_rope, apply_rope, restore_rope
 from ..schemes import Scheme
+from ..train_length import resolve_train_len
 from ..variants import Variant, as_variant
-from .attention import LAYER_ATTR, PREFIX, LayerScale, ScaleState, register_backend
+from .attention import LAYER_ATTR, PREFIX, LayerScale, ScaleState, is_flash, register_backend
 from .families import attention_layers
 
 __all__ = ["patch", "unpatch", "patched", "is_patched", "patch_state", "PatchState", "CONFIG_KEY"]
@@ -117,7 +118,8 @@ def _install(
     if variant.scale.train_len is not None:
         train_len, source = variant.scale.train_len, (_saved or {}).get("train_len_source", "given")
     else:
-        train_len, source = resolve_train_len(model.config)
+        resolved = resolve_train_len(model.config)
+        train_len, source = resolved.value, resolved.source
     scheme = variant.scale.build(train_len)
 
     base_impl = model.config._attn_implementation
@@ -130,7 +132,7 @@ def _install(
         else:
             rope_state = apply_rope(model, variant.rope, train_len)
     try:
-        model.set_attn_implementation(impl)
+        _switch_implementation(model, impl)
         if model.config._attn_implementation != impl:
             raise ValueError(f"{type(model).__name__} did not accept attn_implementation={impl!r}")
     except Exception:
@@ -161,6 +163,16 @@ def _install(
     return model
 
 
+def _switch_implementation(model: torch.nn.Module, name: str) -> None:
+    """Point the model at attention implementation ``name``. Flash names are set on the config directly:
+    ``set_attn_implementation`` would try to load a flash kernel named after the wrapper (transformers reads
+    any name containing "flash" as a kernel to import), and the model already loaded with the base kernel."""
+    if is_flash(name) or is_flash(model.config._attn_implementation or ""):
+        model.config._attn_implementation = name
+    else:
+        model.set_attn_implementation(name)
+
+
 def _select(layers: list[tuple[int, torch.nn.Module]], selection: Any) -> list[tuple[int, torch.nn.Module]]:
     if selection is None:
         return layers
@@ -187,7 +199,7 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
     for module in model.modules():
         if hasattr(module, LAYER_ATTR):
             delattr(module, LAYER_ATTR)
-    model.set_attn_implementation(state.base_impl)
+    _switch_implementation(model, state.base_impl)
     if state.rope is not None:
         restore_rope(model, state.rope)
     if hasattr(model.config, CONFIG_KEY):

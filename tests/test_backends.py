@@ -1,0 +1,125 @@
+"""Backends beyond eager and sdpa: flash (through a CPU stand-in kernel), flex, and 16-bit weights."""
+
+import pytest
+import torch
+from conftest import ids, make_model
+from reference import ref_scale, reference_logits
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+import hf_logscale as hls
+
+pytestmark = pytest.mark.core
+
+L = 16
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+
+class StandInFlash:
+    """A flash-attention kernel for CPU: transformers' flash calling convention (a 2-D padding mask or None,
+    bottom-right causal alignment, the window from the ``sliding_window`` keyword, output [B, T, H, D]),
+    computed with sdpa. It records the implementation name the kernel would be looked up by, and the masks."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.looked_up: list[str] = []
+        self.masks: list[torch.Tensor | None] = []
+        self.windows: list[int | None] = []
+
+    def __call__(self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None,
+                 **kwargs):  # fmt: skip
+        self.looked_up.append(module.config._attn_implementation)
+        self.masks.append(attention_mask)
+        self.windows.append(sliding_window)
+        B, H, Tq, D = query.shape
+        Tk = key.shape[-2]
+        assert attention_mask is None or attention_mask.shape == (B, Tk), attention_mask.shape  # flash: 2-D only
+        i = torch.arange(Tq)[:, None] + (Tk - Tq)
+        j = torch.arange(Tk)[None, :]
+        visible = j <= i
+        if sliding_window:
+            visible = visible & (j > i - sliding_window)
+        visible = visible[None, None].expand(B, 1, Tq, Tk)
+        if attention_mask is not None:
+            visible = visible & attention_mask.bool()[:, None, None, :]
+        empty = ~visible.any(-1, keepdim=True)  # left-padding rows: flash unpads them away; here they output 0
+        k = key.repeat_interleave(H // key.shape[1], dim=1)
+        v = value.repeat_interleave(H // value.shape[1], dim=1)
+        out = torch.nn.functional.scaled_dot_product_attention(query, k, v, attn_mask=visible | empty, scale=scaling)
+        out = out.masked_fill(empty, 0.0)
+        return out.transpose(1, 2).contiguous(), None
+
+
+@pytest.fixture(params=["flash_attention_2", "flash_attention_3", "kernels-community/flash-attn3"])
+def flash(request, monkeypatch):
+    """Register the stand-in under a flash name (as transformers does when the kernel is installed)."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    kernel = StandInFlash(request.param)
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, request.param, kernel)
+    monkeypatch.setitem(ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, request.param,
+                        ALL_MASK_ATTENTION_FUNCTIONS["flash_attention_2"])  # fmt: skip
+    return kernel
+
+
+def flash_model(family, kernel):
+    model = make_model(family, "sdpa")
+    model.config._attn_implementation = kernel.name  # what loading with the real kernel on a GPU gives
+    return model
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3", "mistral_sw24", "qwen2_sw24"])
+@torch.no_grad()
+def test_flash_backend_dispatches_scales_and_masks(family, flash):
+    model = flash_model(family, flash)
+    x = ids()
+    before = model(x).logits
+    assert set(flash.looked_up) == {flash.name}
+    # the stand-in itself is right: it equals the float64 reference of the unpatched model
+    assert rel(before, reference_logits(model, x)) <= 1e-5
+
+    hls.patch(model, hls.LogScaleConfig("none"))
+    assert model.config._attn_implementation.startswith("logscale_") and "flash" in model.config._attn_implementation
+    flash.looked_up.clear()
+    assert torch.equal(model(x).logits, before)
+    assert set(flash.looked_up) == {flash.name}  # the kernel is looked up by the base name, not the wrapper's
+
+    hls.patch(model, hls.LogScaleConfig("critical", train_len=L, params={"tau": 2.0}))
+    got = model(x).logits
+    assert rel(got, reference_logits(model, x, ref_scale("critical", L, tau=2.0))) <= 1e-5
+    assert hls.verify(model).ok
+    report = hls.describe(model)
+    assert report.attn_implementation.endswith(f"→ {flash.name}")
+
+    # left padding: flash gets the 2-D padding mask, rows equal the reference
+    rows = [ids(length=n, seed=n)[0] for n in (40, 27)]
+    batch = torch.zeros(2, 40, dtype=torch.long)
+    mask = torch.zeros(2, 40, dtype=torch.long)
+    for i, r in enumerate(rows):
+        batch[i, 40 - len(r) :], mask[i, 40 - len(r) :] = r, 1
+    flash.masks.clear()
+    padded = model(batch, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+    assert all(m is not None and m.shape == (2, 40) for m in flash.masks)
+    want = reference_logits(model, batch, ref_scale("critical", L, tau=2.0), padding_mask=mask)
+    for i, r in enumerate(rows):
+        assert rel(padded[i, -len(r) :], want[i, -len(r) :]) <= 1e-5
+
+    # cached generation through the flash path equals recomputation
+    prompt = ids(length=10)
+    out = model.generate(prompt, max_new_tokens=12, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    full = model(out.sequences[:, :-1], use_cache=False).logits[:, 9:]
+    assert (torch.stack(out.logits, 1) - full).abs().max() <= 1e-4
+
+    hls.unpatch(model)
+    assert model.config._attn_implementation == flash.name
+    assert torch.equal(model(x).logits, before)
+
+
+def test_flash_without_kernel_is_refused_clearly(tmp_path):
+    """On a machine without the flash-attn package, loading with it fails with transformers' own message."""
+    model = make_model("llama")
+    model.save_pretrained(tmp_path)
+    with pytest.raises((ImportError, ValueError), match="(?i)flash"):
+        hls.load(tmp_path, attn_implementation="flash_attention_2")
