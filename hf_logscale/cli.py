@@ -872,6 +872,9 @@ def _render_report(r) -> None:
             + (f" → logits × {r.rope_attention_factor**2:.4f} compound with s(n)" if r.compounding else ""),
         ),
     ]
+    if r.native_scale:
+        state = "replaced by s(n) while patched (restored by unpatch)" if r.native_replaced else "on, × s(n)"
+        rows.append(("native length scale", f"{r.native_scale}: {state}"))
     for k, v in rows:
         info.add_row(k, v)
     out.print(info)
@@ -880,7 +883,7 @@ def _render_report(r) -> None:
     table.add_column("n", justify="right")
     table.add_column("n / L", justify="right")
     for k in keys:
-        label = {"s": "s(n)", "effective": "× RoPE factor² = effective"}.get(
+        label = {"s": "s(n)", "native": "native", "effective": "× RoPE factor² = effective"}.get(
             k, k.replace("s@window", "s(min(n, W=") + "))" if k.startswith("s@") else k
         )
         table.add_column(label, justify="right")

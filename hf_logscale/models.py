@@ -166,6 +166,8 @@ def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:
     saved = Variant.from_dict(entry["variant"])
     rope_base = entry.get("rope_base") or {}
     delattr(net.config, CONFIG_KEY)
+    if entry.get("native_scale_base"):  # saved while switched off: put the architecture's own scale back first
+        net.config.rope_parameters.update(entry["native_scale_base"])
     patch(
         net,
         saved,

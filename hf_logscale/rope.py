@@ -8,11 +8,12 @@ rotary-embedding modules. The returned ``RopeState`` restores the exact original
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,16 +211,31 @@ def _rotary_slots(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, to
     return slots
 
 
+@contextlib.contextmanager
+def _head_dim_stated(config: Any) -> Iterator[None]:
+    """transformers' RoPE init and validation read ``getattr(config, "head_dim", hidden_size // heads)``, which a
+    config stating ``head_dim = None`` (Mixtral's) defeats with a TypeError: state the derived value meanwhile."""
+    unstated = "head_dim" in vars(config) and config.head_dim is None
+    if unstated:
+        config.head_dim = config.hidden_size // config.num_attention_heads
+    try:
+        yield
+    finally:
+        if unstated:
+            config.head_dim = None
+
+
 def _rebuild(slots: list[tuple[torch.nn.Module, str, torch.nn.Module]], config: Any) -> None:
-    for parent, name, old in slots:
-        cls = type(old)
-        kwargs = {"config": config}
-        buf = getattr(old, "inv_freq", None)
-        device = buf.device if isinstance(buf, torch.Tensor) else None
-        if "device" in inspect.signature(cls.__init__).parameters:
-            kwargs["device"] = device
-        new = cls(**kwargs)
-        setattr(parent, name, new.to(device) if device is not None else new)
+    with _head_dim_stated(config):
+        for parent, name, old in slots:
+            cls = type(old)
+            kwargs = {"config": config}
+            buf = getattr(old, "inv_freq", None)
+            device = buf.device if isinstance(buf, torch.Tensor) else None
+            if "device" in inspect.signature(cls.__init__).parameters:
+                kwargs["device"] = device
+            new = cls(**kwargs)
+            setattr(parent, name, new.to(device) if device is not None else new)
 
 
 def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> RopeState:
@@ -244,7 +260,8 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
                 state.base_top_original = getattr(config, "original_max_position_embeddings", _MISSING)
                 config.original_max_position_embeddings = orig
         if _V5 and hasattr(config, "validate_rope"):
-            config.validate_rope()
+            with _head_dim_stated(config):
+                config.validate_rope()
         _rebuild(slots, config)
     except Exception as err:
         _put_back(config, state)

@@ -69,12 +69,13 @@ print(rss("VmHWM") - before)
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory read from /proc (Linux)")
 def test_entropy_memory_grows_linearly():
     """Peak extra memory (fresh process, resident-set high-water mark) of the entropy pass at 4k and 8k keys:
-    full attention scores would grow ×4 (256 MiB → 1 GiB); the blocked computation stays within ×2."""
+    full attention scores would grow ×4 (256 MiB → 1 GiB); the blocked computation stays well under that (×2 plus
+    allocator noise: measured ×2.0–2.2)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     peaks = [int(subprocess.run([sys.executable, "-c", PEAK, str(t)], capture_output=True, text=True, env=env,
                                 check=True).stdout) for t in (4096, 8192)]  # fmt: skip
     full = 4 * 4096 * 4096 * 4  # the [1, 4, 4k, 4k] float32 scores a direct computation would hold
-    assert peaks[0] < full / 2 and peaks[1] < 2 * peaks[0], peaks
+    assert peaks[0] < full / 2 and peaks[1] < 3 * peaks[0], peaks
 
 
 def test_collapse_metrics_equal_direct_computations():

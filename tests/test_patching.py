@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import transformers
 from conftest import ids, make_model
 from reference import ref_scale, reference_logits
 
@@ -189,8 +190,18 @@ def test_unsupported_architecture_and_bad_selection():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
-    with pytest.raises(ValueError, match=r"unsupported architecture 'gpt2'.*supports llama, mistral, qwen2, qwen3"):
+    supported = "llama, mistral, ministral, ministral3, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, smollm3"
+    with pytest.raises(ValueError, match=rf"unsupported architecture 'gpt2'.*supports {supported}"):
         hls.patch(gpt2, cfg("logn"))
+    # Llama 4 carries a length scale of its own (temperature tuning by cache index) and chunked attention
+    with torch.device("meta"):
+        llama4 = transformers.AutoModelForCausalLM.from_config(
+            transformers.Llama4TextConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=64,
+                                          intermediate_size_mlp=64, num_attention_heads=4, num_key_value_heads=2,
+                                          head_dim=16, vocab_size=64, num_local_experts=2)  # fmt: skip
+        )
+    with pytest.raises(ValueError, match="llama4_text is not supported: Llama 4 applies its own length scale"):
+        hls.patch(llama4, cfg("logn"))
     model = make_model("llama")
     with pytest.raises(ValueError, match=r"layer\(s\) 5 do not exist; the model has 2 attention layers \(0–1\)"):
         hls.patch(model, cfg("logn"), layers=[0, 5])

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..patching import patch_state, patched
+from ..patching.families import layer_window
 
 __all__ = ["BLOCK_ELEMENTS", "attention_entropy", "row_entropy"]
 
@@ -50,7 +51,7 @@ def attention_entropy(model: Any, input_ids: torch.Tensor, variant: Any = "none"
 
     def observe(layer: int, module, query, key, kwargs) -> None:
         scaling = kwargs.get("scaling", getattr(module, "scaling", query.shape[-1] ** -0.5))
-        rows[layer] = row_entropy(query, key, scaling, kwargs.get("sliding_window")).mean(0).cpu()
+        rows[layer] = row_entropy(query, key, scaling, layer_window(module)).mean(0).cpu()
 
     with patched(model, variant):
         state = patch_state(model).scale

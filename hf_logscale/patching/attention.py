@@ -72,7 +72,7 @@ class ScaleState:
         # float64 for the formula (MPS has none): rounding once to float32 keeps Qwen's table bit for bit.
         exact = torch.float32 if device.type == "mps" else torch.float64
         n = position_ids.to(device=device, dtype=exact) + 1.0
-        if window:  # None, or 0 for layers without one (Qwen2-MoE's config convention)
+        if window is not None:
             n = n.clamp(max=float(window))
         s = self.scheme(n).to(dtype)[:, None, :, None]
         self._cache[key] = (position_ids, version, s)
@@ -85,20 +85,20 @@ def _version(t: torch.Tensor) -> int:
 
 
 class LayerScale:
-    """Attached to one attention module: applies its model's ``ScaleState`` to that layer's queries."""
+    """Attached to one attention module: applies its model's ``ScaleState`` to that layer's queries. ``window``
+    is the layer's sliding window as its mask applies it (some families do not pass it to the function)."""
 
-    def __init__(self, state: ScaleState, layer_idx: int):
+    def __init__(self, state: ScaleState, layer_idx: int, window: int | None):
         self.state = state
         self.layer_idx = layer_idx
+        self.window = window
 
-    def __call__(
-        self, query: torch.Tensor, position_ids: torch.Tensor | None, window: int | None, kv_len: int
-    ) -> torch.Tensor:
+    def __call__(self, query: torch.Tensor, position_ids: torch.Tensor | None, kv_len: int) -> torch.Tensor:
         # query [B, H, Tq, D]; multiply in float32 (float64 for float64 models), cast back once.
         dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
         if self.state.scheme.identity and self.state.probe is None:
             return query
-        s = self.state.scales(position_ids, window, query.shape[-2], kv_len, query.device, dtype)
+        s = self.state.scales(position_ids, self.window, query.shape[-2], kv_len, query.device, dtype)
         if self.state.probe is not None:
             self.state.probe[self.layer_idx] = s.detach().to("cpu", torch.float64).flatten()
         if self.state.scheme.identity:
@@ -156,7 +156,7 @@ def _make_wrapper(base: str) -> Callable:
     def logscale_attention(module, query, key, value, attention_mask, *args, **kwargs):
         layer = getattr(module, LAYER_ATTR, None)
         if layer is not None:
-            query = layer(query, kwargs.get("position_ids"), kwargs.get("sliding_window"), key.shape[-2])
+            query = layer(query, kwargs.get("position_ids"), key.shape[-2])
             if layer.state.observer is not None:
                 layer.state.observer(layer.layer_idx, module, query, key, kwargs)
         if base == "eager":

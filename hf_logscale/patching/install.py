@@ -18,7 +18,7 @@ from ..schemes import Scheme
 from ..train_length import resolve_train_len
 from ..variants import Variant, as_variant
 from .attention import LAYER_ATTR, PREFIX, LayerScale, ScaleState, is_flash, register_backend
-from .families import attention_layers
+from .families import attention_layers, family_of, layer_window
 
 __all__ = ["patch", "unpatch", "patched", "is_patched", "patch_state", "PatchState", "CONFIG_KEY"]
 
@@ -41,6 +41,7 @@ class PatchState:
     rope: RopeState | None
     scale: ScaleState
     previous_entry: Any = None  # a `logscale` config entry present before patching (restored by unpatch)
+    native_saved: dict[str, Any] | None = None  # the architecture's own length scale, switched off while patched
 
     def config_entry(self) -> dict[str, Any]:
         """The ``logscale`` entry written into the model config; ``hf_logscale.load`` re-applies it."""
@@ -49,6 +50,7 @@ class PatchState:
         data["scale"]["layers"] = self.layers
         return {
             "hf_logscale_version": __version__,
+            "native_scale_base": self.native_saved,
             "rope_base": self.rope.to_dict() if self.rope else None,
             "spec": self.variant.label,
             "train_len_source": self.train_len_source,
@@ -140,9 +142,13 @@ def _install(
             restore_rope(model, rope_state)
         raise
 
+    # The variant's scheme replaces a length scale the architecture applies itself, so the two never stack; the
+    # identity scheme leaves the model as shipped.
+    native = family_of(model).native_scale
+    native_saved = native.switch_off(model.config) if native and not scheme.identity else None
     scale = ScaleState(scheme)
     for idx, module in selected:
-        setattr(module, LAYER_ATTR, LayerScale(scale, idx))
+        setattr(module, LAYER_ATTR, LayerScale(scale, idx, layer_window(module)))
     state = PatchState(
         variant=variant,
         scheme=scheme,
@@ -154,6 +160,7 @@ def _install(
         rope=rope_state,
         scale=scale,
         previous_entry=None if _saved is not None else previous_entry,
+        native_saved=native_saved,
     )
     setattr(model, MODEL_ATTR, state)
     if not variant.scale.is_custom and not callable(variant.scale.layers):
@@ -200,6 +207,8 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
         if hasattr(module, LAYER_ATTR):
             delattr(module, LAYER_ATTR)
     _switch_implementation(model, state.base_impl)
+    if state.native_saved is not None:
+        family_of(model).native_scale.restore(model.config, state.native_saved)
     if state.rope is not None:
         restore_rope(model, state.rope)
     if hasattr(model.config, CONFIG_KEY):

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..rope import attention_factor, rope_params
-from .families import attention_layers, layer_window
+from .families import attention_layers, family_of, layer_window
 from .install import PatchState, patch_state
 
-__all__ = ["PatchReport", "VerifyReport", "describe", "verify", "TABLE_MULTIPLES"]
+__all__ = ["PatchReport", "VerifyPlan", "VerifyReport", "describe", "verify", "verify_plan", "TABLE_MULTIPLES"]
 
 TABLE_MULTIPLES = (0.5, 1, 2, 4, 8, 16)
 
@@ -29,7 +29,10 @@ class PatchReport:
     train_len_source: str
     rope: str  # the rope type now in the config
     rope_attention_factor: float  # multiplies cos and sin; logits scale by its square
-    rows: list[dict[str, float]] = field(default_factory=list)  # n, s(n) per window, effective multiplier
+    # the architecture's own length scale (Ministral 3), and whether the patch switched it off in favour of s(n)
+    native_scale: str | None = None
+    native_replaced: bool = False
+    rows: list[dict[str, float]] = field(default_factory=list)  # n, s(n) per window, native, effective multiplier
 
     @property
     def compounding(self) -> bool:
@@ -49,6 +52,10 @@ def describe(model: torch.nn.Module) -> PatchReport:
     layers = attention_layers(model)
     windows = {i: layer_window(m) for i, m in layers if i in state.layers}
     af = attention_factor(model)
+    native = family_of(model).native_scale
+    # while replaced, the config holds β = 0: describe the scale it had
+    native_text = native.describe(model.config, state.native_saved) if native is not None else None
+    native_live = native is not None and native.values(model.config) is not None
     L = state.train_len
     rows = []
     for mult in TABLE_MULTIPLES:
@@ -58,7 +65,9 @@ def describe(model: torch.nn.Module) -> PatchReport:
             nn = min(n, w) if w is not None else n
             s = float(state.scheme(torch.tensor([float(nn)], dtype=torch.float64))[0])
             row["s" if w is None else f"s@window{w}"] = s
-        row["effective"] = af**2 * max(v for k, v in row.items() if k.startswith("s"))
+        if native_live:
+            row["native"] = native.factor(model.config, n)
+        row["effective"] = af**2 * max(v for k, v in row.items() if k.startswith("s")) * row.get("native", 1.0)
         rows.append(row)
     params = rope_params(model.config) or {}
     rope_type = params.get("rope_type") or next(
@@ -77,17 +86,36 @@ def describe(model: torch.nn.Module) -> PatchReport:
         train_len_source=state.train_len_source,
         rope=str(rope_type),
         rope_attention_factor=af,
+        native_scale=native_text,
+        native_replaced=state.native_saved is not None,
         rows=rows,
     )
 
 
 @dataclass
-class VerifyReport:
-    positions: list[int]  # 0-based positions probed (n = position + 1)
-    expected: dict[int, list[float]]  # layer -> s(n) the scheme gives at the probed positions (window applied)
+class VerifyPlan:
+    positions: list[int]  # 0-based positions probed (n = position + 1): L/2 … 16L
+    expected: dict[int, list[float]]  # layer -> s(n) the scheme gives at those positions (window applied)
+
+
+@dataclass
+class VerifyReport(VerifyPlan):
     seen: dict[int, list[float] | None]  # layer -> scales the wrapper applied (None: layer never called)
     ok: bool
     message: str
+
+
+def verify_plan(model: torch.nn.Module) -> VerifyPlan:
+    """What ``verify`` probes and expects, without running the model (works on the meta device)."""
+    state = _state(model)
+    layers = dict(attention_layers(model))
+    positions = sorted({max(1, int(round(m * state.train_len))) - 1 for m in TABLE_MULTIPLES})
+    n = torch.tensor([p + 1.0 for p in positions], dtype=torch.float64)
+    expected = {}
+    for i in state.layers:
+        w = layer_window(layers[i])
+        expected[i] = state.scheme(n.clamp(max=w) if w else n).tolist()
+    return VerifyPlan(positions, expected)
 
 
 @torch.no_grad()
@@ -98,15 +126,8 @@ def verify(model: torch.nn.Module) -> VerifyReport:
     Positions are passed explicitly, so the pass is short whatever L is. Rotary caches that depend on the
     largest position seen (dynamic NTK, LongRoPE) are restored afterwards."""
     state = _state(model)
-    layers = dict(attention_layers(model))
-    L = state.train_len
-    positions = sorted({max(1, int(round(m * L))) - 1 for m in TABLE_MULTIPLES})
-    expected = {}
-    for i in state.layers:
-        n = torch.tensor([p + 1.0 for p in positions], dtype=torch.float64)
-        w = layer_window(layers[i])
-        expected[i] = state.scheme(n.clamp(max=w) if w else n).tolist()
-
+    plan = verify_plan(model)
+    positions, expected = plan.positions, plan.expected
     device = next(model.parameters()).device
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (1, len(positions)), generator=torch.Generator().manual_seed(0)).to(device)
