@@ -151,9 +151,11 @@ def test_two_processes_equal_one(tiny_dir, tmp_path):
 
     a, b = load("one"), load("two")
     assert a.keys() == b.keys() and len(a) == 2 * (2 * 3 + 2 * 2 * 3 * 4)
+    # floats summed or computed in other batch shapes differ in the last bits (1e-7 relative measured with torch
+    # 2.14.1); everything discrete (keys, generated text, hits, counts) must be identical
     for k, r in a.items():
         assert b[k]["processes"] == 2 and r["processes"] == 1
-        if k[1] == "ppl":
-            assert b[k]["value"] == pytest.approx(r["value"], rel=1e-9) and b[k]["counts"] == r["counts"]
-        else:
-            assert b[k]["value"] == r["value"] and b[k].get("trials") == r.get("trials")
+        assert b[k]["value"] == pytest.approx(r["value"], rel=1e-6) and b[k].get("counts") == r.get("counts")
+        for t1, t2 in zip(r.get("trials") or [], b[k].get("trials") or [], strict=True):
+            assert t2["tf_logprob"] == pytest.approx(t1["tf_logprob"], rel=1e-6, abs=1e-6)
+            assert {**t2, "tf_logprob": 0} == {**t1, "tf_logprob": 0}
