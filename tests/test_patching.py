@@ -196,9 +196,17 @@ def test_unsupported_architecture_and_bad_selection():
     # Llama 4 carries a length scale of its own (temperature tuning by cache index) and chunked attention
     with torch.device("meta"):
         llama4 = transformers.AutoModelForCausalLM.from_config(
-            transformers.Llama4TextConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=64,
-                                          intermediate_size_mlp=64, num_attention_heads=4, num_key_value_heads=2,
-                                          head_dim=16, vocab_size=64, num_local_experts=2)  # fmt: skip
+            transformers.Llama4TextConfig(
+                num_hidden_layers=2,
+                hidden_size=64,
+                intermediate_size=64,
+                intermediate_size_mlp=64,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=16,
+                vocab_size=64,
+                num_local_experts=2,
+            )
         )
     with pytest.raises(ValueError, match="llama4_text is not supported: Llama 4 applies its own length scale"):
         hls.patch(llama4, cfg("logn"))
