@@ -132,6 +132,7 @@ def run_lmeval(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    from .models import train_length
     from .results import ResultStore, write_atomic
 
     meta = dict(metadata or {})
@@ -159,6 +160,8 @@ def run_lmeval(
     store = ResultStore(out)
     records: list[dict[str, Any]] = []
     settings = {"limit": limit, "metadata": meta}
+    tl = train_length(lm.model)
+    trained = {"train_len": tl.value if tl else None, "train_len_source": tl.source if tl else None}
     for task, result in raw["results"].items():
         per_length: dict[int | None, dict[str, float]] = {}
         for key, value in result.items():
@@ -172,7 +175,7 @@ def run_lmeval(
             cell = {"model": model or "reference", "variant": lm.variant_label, "task": f"lm-eval:{task}",
                     "dataset": "lm-eval", "length": length, "depth": None, "settings": settings}  # fmt: skip
             records += store.add(cell, metrics, status="ok", counts={"samples": result.get("sample_len")},
-                                 versions={"lm_eval": lm_eval.__version__})  # fmt: skip
+                                 versions={"lm_eval": lm_eval.__version__}, **trained)  # fmt: skip
     store.write_summary()
     return raw, records
 

@@ -143,6 +143,12 @@ def _load_plain(
         net = AutoModelForCausalLM.from_pretrained(
             model_id, revision=revision, use_safetensors=True, **{k: v for k, v in kwargs.items() if v is not None}
         )
+    except ImportError as err:  # e.g. attn_implementation="flash_attention_2" without the flash-attn package
+        attn = kwargs.get("attn_implementation")
+        raise ValueError(
+            f"cannot load model {model_id!r} with attn_implementation={attn!r}: {str(err).strip().splitlines()[0]} "
+            "Install that kernel, or load with sdpa (--attn sdpa)"
+        ) from err
     except (OSError, ValueError) as err:  # missing repo or folder, invalid id, no safetensors weights
         raise ValueError(f"cannot load model {model_id!r}: {str(err).strip().splitlines()[0]}") from err
     if device is not None and kwargs.get("device_map") is None:

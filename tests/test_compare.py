@@ -84,10 +84,14 @@ def test_matrix_end_to_end_and_resume(tiny_dir, tmp_path, monkeypatch):
     assert train_len == 128 and result.variants == ["none", "yarn:factor=2.0"]
     recs = ResultStore(out).records()
     assert len(recs) == 2 * (2 * 3 + 2 * 2 * 4)  # variants × (ppl lengths × 3 metrics + passkey cells × 4 metrics)
+    assert {(r["train_len"], r["train_len_source"]) for r in recs} == {
+        (128, "config max_position_embeddings, unverified")
+    }
     rows = (out / "summary.csv").read_text().splitlines()
     assert len(rows) == len(recs) + 1
     text = report.read_text()
     for needle in ("## Settings", "## Reading", "## Perplexity", "## Passkey retrieval", "`yarn:factor=2.0`",
+                   "training length L = 128 (config max_position_embeddings, unverified)",
                    "ppl_vs_length.png", "passkey_heatmap.png", "position_loss.png", "transformers"):  # fmt: skip
         assert needle in text
     for png in ("ppl_vs_length.png", "passkey_heatmap.png", "position_loss.png"):

@@ -81,6 +81,9 @@ def test_cli_writes_results(monkeypatch, capsys, tmp_path):
         ("lm-eval:logscale_ppl", None, "perplexity", "logn"),
         ("lm-eval:logscale_ppl", 256, "perplexity", "logn"),
     }
+    assert {(r["train_len"], r["train_len_source"].split(" — ")[0]) for r in records} == {
+        (256, "known checkpoint: hf-logscale reference models")
+    }
     assert "results" in json.loads((tmp_path / "lm_eval_results.json").read_text())
     code, cap = run_cli(monkeypatch, capsys, "--task-path")
     assert code == 0 and cap.out.strip().endswith("eval_tasks")
