@@ -46,6 +46,7 @@ test-compat: $(COMPAT_VENV)/bin/pytest
 lint: setup
 	$(BIN)/ruff check hf_logscale tests scripts eval_tasks
 	$(BIN)/ruff format --check hf_logscale tests scripts eval_tasks
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python scripts/bench_overhead.py

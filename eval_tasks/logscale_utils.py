@@ -17,7 +17,7 @@ import datasets
 from hf_logscale.data.passkey import first_integer
 from hf_logscale.data.sources import load_documents
 from hf_logscale.eval import Haystack, build_needle, passkey_prompts
-from hf_logscale.eval.passkey import cell_rng
+from hf_logscale.eval.retrieval import cell_rng
 
 LENGTHS = [256 * 2**k for k in range(10)]
 DEFAULTS = {"max_seq_lengths": [256, 512, 1024], "depths": [0.0, 0.25, 0.5, 0.75, 1.0], "trials": 10, "seed": 0}

@@ -1,19 +1,47 @@
-"""hf-logscale: length-dependent attention scaling β_n for Hugging Face Llama / Qwen2 / Qwen3 / Mistral models.
+"""hf-logscale: length-dependent attention scaling β_n for Hugging Face Llama, Mistral, Qwen and SmolLM3 models.
 
 >>> import hf_logscale as hls
->>> hls.patch(model, hls.LogScaleConfig(scheme="logn", train_len=4096))
+>>> hls.patch(model, hls.LogScaleConfig("logn", train_len=4096))
+
+The names below load on first use, so importing the package (and ``hf-logscale --help``) does not import torch.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .config import LogScaleConfig, scale_factors  # noqa: E402
-from .models import load, save_patched  # noqa: E402
-from .patching import is_patched, patch, patch_state, patched, unpatch  # noqa: E402
-from .patching.report import describe, verify  # noqa: E402
-from .rope import RopeSetting  # noqa: E402
-from .schemes import SCHEMES, Scheme  # noqa: E402
-from .variants import Variant, load_recipe, parse_variant, recipe_names  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .config import LogScaleConfig, scale_factors
+    from .models import load, save_patched
+    from .patching import is_patched, patch, patch_state, patched, unpatch
+    from .patching.inspect import describe, verify
+    from .rope import RopeSetting
+    from .schemes import SCHEMES, Scheme
+    from .variants import Variant, load_recipe, parse_variant, recipe_names
+
+_EXPORTS = {
+    "LogScaleConfig": "config",
+    "scale_factors": "config",
+    "load": "models",
+    "save_patched": "models",
+    "is_patched": "patching",
+    "patch": "patching",
+    "patch_state": "patching",
+    "patched": "patching",
+    "unpatch": "patching",
+    "describe": "patching.inspect",
+    "verify": "patching.inspect",
+    "RopeSetting": "rope",
+    "SCHEMES": "schemes",
+    "Scheme": "schemes",
+    "Variant": "variants",
+    "load_recipe": "variants",
+    "parse_variant": "variants",
+    "recipe_names": "variants",
+}
 __all__ = [
     "LogScaleConfig",
     "RopeSetting",
@@ -35,3 +63,15 @@ __all__ = [
     "verify",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hf_logscale' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -4,32 +4,51 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .schemes import CustomScheme, Scheme, get_scheme
+from .spec import format_params
 
-__all__ = ["LogScaleConfig", "scale_factors", "format_params"]
+__all__ = ["LogScaleConfig", "scale_factors"]
 
 _PLACEHOLDER_L = 4096  # used only to validate parameters before the model's own L is known
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LogScaleConfig:
-    """A β_n setting: ``scheme`` (a registered name or a callable ``n -> s(n)``), its ``params``, the training
-    length ``train_len`` (``None``: read from the model config when patching) and an optional ``layers``
-    selection (indices, or a predicate on the layer index).
+    """A β_n setting: ``scheme`` (a registered name or a callable ``n -> s(n)``), its parameters (as keywords or
+    ``params``), the training length ``train_len`` (``None``: resolved from the model when patching) and an
+    optional ``layers`` selection (indices, or a predicate on the layer index).
 
-    >>> LogScaleConfig(scheme="critical", train_len=4096, params={"tau": 0.5})
+    >>> LogScaleConfig("critical", train_len=4096, tau=0.5)
+    >>> LogScaleConfig("critical", params={"tau": 0.5})  # the same parameters as a mapping
     """
 
-    scheme: str | Callable[[torch.Tensor], torch.Tensor] = "none"
-    train_len: int | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    layers: tuple[int, ...] | Callable[[int], bool] | None = None
+    scheme: str | Callable[[torch.Tensor], torch.Tensor]
+    train_len: int | None
+    params: Mapping[str, Any]
+    layers: tuple[int, ...] | Callable[[int], bool] | None
+
+    def __init__(
+        self,
+        scheme: str | Callable[[torch.Tensor], torch.Tensor] = "none",
+        train_len: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        layers: Sequence[int] | Callable[[int], bool] | None = None,
+        **scheme_params: Any,
+    ) -> None:
+        clash = sorted(set(scheme_params) & set(params or {}))
+        if clash:
+            raise ValueError(f"parameter(s) {', '.join(clash)} given both as keywords and in `params`")
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "train_len", train_len)
+        object.__setattr__(self, "params", {**(params or {}), **scheme_params})
+        object.__setattr__(self, "layers", layers)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if callable(self.scheme) and not isinstance(self.scheme, str):
@@ -111,18 +130,6 @@ class LogScaleConfig:
             params=data.get("params") or {},
             layers=tuple(layers) if layers is not None else None,
         )
-
-
-def format_params(params: Mapping[str, Any]) -> str:
-    return ",".join(f"{k}={_fmt(v)}" for k, v in params.items())
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, (list, tuple)):
-        return "[" + " ".join(map(str, v)) + "]"
-    return repr(v) if isinstance(v, float) else str(v)
 
 
 def scale_factors(cfg: LogScaleConfig | Scheme, n: torch.Tensor | int | float | list) -> torch.Tensor:

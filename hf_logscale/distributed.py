@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["Dist", "current"]
+__all__ = ["Dist", "current", "placement"]
 
 T = TypeVar("T")
 
@@ -93,3 +93,16 @@ def current() -> Dist:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         td.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return Dist(td.get_rank(), td.get_world_size())
+
+
+def placement(device: str | None, device_map: str | None = None) -> str | None:
+    """The device this process loads the model on: under a launcher one per process (its local GPU, or the CPU);
+    alone, CUDA when available unless told otherwise (``device_map`` leaves placement to accelerate)."""
+    dist = current()
+    if dist.world == 1:
+        return "cuda" if device is None and device_map is None and torch.cuda.is_available() else device
+    if device_map is not None:
+        raise ValueError("--device-map splits one model over GPUs; under accelerate launch each process holds a copy")
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device

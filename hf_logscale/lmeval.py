@@ -20,17 +20,31 @@ front of a document (lm-eval's prefix token) instead of adding the tokenizer's B
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoConfig
+
 try:
+    import lm_eval
     from lm_eval.api.registry import register_model
     from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
 except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
     raise ImportError("the lm-eval integration needs lm-eval: pip install 'hf-logscale[lmeval]'") from err
 
-__all__ = ["LogScaleLM", "task_path"]
+from .eval.task import TASKS
+from .models import REFERENCE_MODEL, load, train_length
+from .patching import patch
+from .results import ResultStore, write_atomic
+from .train_length import resolve_train_len
+from .variants import parse_variant
+
+__all__ = ["LogScaleLM", "config_train_length", "run_lmeval", "task_path"]
 
 MAX_LENGTH = 2**20
 
@@ -41,10 +55,19 @@ def task_path() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "eval_tasks"
 
 
-def _variant_arg(value: Any) -> str | None:
+def config_train_length(model: str | None):
+    """L of a hub id or local folder (the reference model by default) from its config alone, before loading."""
+    return resolve_train_len(AutoConfig.from_pretrained(model or REFERENCE_MODEL))
+
+
+def _variant_arg(value: Any) -> Any:
+    """A ``Variant``, or the text of one (inside lm-eval's ``--model_args`` a variant's own parameters are separated
+    by ``;``); None for no variant."""
     if value in (None, "", "none", "None"):
         return None
-    return str(value).replace(";", ",")
+    if not isinstance(value, str):
+        return value
+    return parse_variant(value.replace(";", ","))
 
 
 @register_model("hf-logscale")
@@ -63,13 +86,6 @@ class LogScaleLM(HFLM):
         max_length: int | None = None,
         **kwargs: Any,
     ) -> None:
-        import inspect
-
-        import torch
-
-        from .models import load
-        from .variants import parse_variant
-
         known = {n for n in inspect.signature(HFLM.__init__).parameters if n not in ("self", "kwargs")}
         unknown = sorted(set(kwargs) - known - {"tokenizer"})
         if unknown:  # lm-eval's HF model would only warn and ignore them
@@ -77,22 +93,24 @@ class LogScaleLM(HFLM):
                 f"unknown model arg {unknown[0]!r} for hf-logscale (variant, pretrained, dtype, device, "
                 "attn_implementation, revision, trust_remote_code, max_length, or lm-eval's hf args)"
             )
-        spec = _variant_arg(variant)
-        self.variant = parse_variant(spec) if spec else None
+        self.variant = _variant_arg(variant)
         if isinstance(pretrained, str) or pretrained is None:
             if device is None and torch.cuda.is_available():
                 device = "cuda"
             elif str(device).startswith("cuda") and not torch.cuda.is_available():
                 device = "cpu"  # lm-eval's CLI passes cuda:0 by default; its HF model falls back the same way
             model, tok = load(
-                pretrained, variant=self.variant, dtype=dtype, device=device, attn_implementation=attn_implementation,
-                revision=revision, trust_remote_code=trust_remote_code,
-            )  # fmt: skip
+                pretrained,
+                variant=self.variant,
+                dtype=dtype,
+                device=device,
+                attn_implementation=attn_implementation,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+            )
         else:  # an already loaded model: apply the variant in place
             model, tok = pretrained, kwargs.pop("tokenizer", None)
             if self.variant is not None:
-                from .patching import patch
-
                 patch(model, self.variant)
         kwargs.setdefault("tokenizer", tok)
         super().__init__(pretrained=model, max_length=max_length or MAX_LENGTH, **kwargs)
@@ -114,7 +132,7 @@ class LogScaleLM(HFLM):
 
 def run_lmeval(
     model: str | None,
-    variant: str | None,
+    variant: Any,
     tasks: list[str],
     *,
     out_dir: Path,
@@ -127,14 +145,6 @@ def run_lmeval(
     """Run lm-eval tasks (the project's under ``task_path()`` and lm-eval's own) on ``model`` with ``variant``
     in-process; write lm-eval's raw results to ``out_dir/lm_eval_results.json`` and one record per task, length
     and metric to ``out_dir/results.jsonl``. Returns (raw results, records)."""
-    import json
-
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
-    from .models import train_length
-    from .results import ResultStore, write_atomic
-
     meta = dict(metadata or {})
     if lengths:
         meta["max_seq_lengths"] = list(lengths)
@@ -169,13 +179,27 @@ def run_lmeval(
             if not filt or "stderr" in metric or not isinstance(value, (int, float)) or value == -1:
                 continue
             length = int(metric) if metric.isdigit() else None
-            name = ("perplexity" if "ppl" in task else "accuracy") if length else metric
+            ours = TASKS.get(task.removeprefix("logscale_"))  # the project's tasks name their per-length metric
+            name = (ours.headline if ours else "accuracy") if length else metric
             per_length.setdefault(length, {})[name if length else metric] = float(value)
         for length, metrics in per_length.items():
-            cell = {"model": model or "reference", "variant": lm.variant_label, "task": f"lm-eval:{task}",
-                    "dataset": "lm-eval", "length": length, "depth": None, "settings": settings}  # fmt: skip
-            records += store.add(cell, metrics, status="ok", counts={"samples": result.get("sample_len")},
-                                 versions={"lm_eval": lm_eval.__version__}, **trained)  # fmt: skip
+            cell = {
+                "model": model or "reference",
+                "variant": lm.variant_label,
+                "task": f"lm-eval:{task}",
+                "dataset": "lm-eval",
+                "length": length,
+                "depth": None,
+                "settings": settings,
+            }
+            records += store.add(
+                cell,
+                metrics,
+                status="ok",
+                counts={"samples": result.get("sample_len")},
+                versions={"lm_eval": lm_eval.__version__},
+                **trained,
+            )
     store.write_summary()
     return raw, records
 

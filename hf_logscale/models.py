@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import transformers
 
-from . import __version__
+from ._version import __version__
 from .patching import CONFIG_KEY, patch, patch_state
 from .train_length import TrainLength, resolve_train_len
 from .variants import Variant, as_variant

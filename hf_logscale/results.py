@@ -18,6 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+import transformers
+
+from ._version import __version__
+
 __all__ = ["RESULTS_FILE", "SUMMARY_FILE", "ResultStore", "cell_id", "versions", "write_atomic"]
 
 RESULTS_FILE = "results.jsonl"
@@ -27,11 +32,6 @@ SUMMARY_FIELDS = ("model", "variant", "task", "dataset", "length", "depth", "met
 
 
 def versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    from . import __version__
-
     return {
         "hf_logscale": __version__,
         "torch": torch.__version__,

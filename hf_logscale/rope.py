@@ -1,4 +1,4 @@
-"""RoPE-scaling baselines through transformers' own rope parameters (DESIGN §5).
+"""RoPE-scaling baselines through transformers' own rope parameters.
 
 A ``RopeSetting`` names one of transformers' rope types (yarn, dynamic, linear, llama3, longrope) with its
 parameters. Applying it *merges* them into the model config's existing rope parameters (``rope_parameters`` in
@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 import transformers
+
+from .spec import format_params
 
 __all__ = [
     "RopeSetting",
@@ -102,8 +104,6 @@ class RopeSetting:
 
     @property
     def spec(self) -> str:
-        from .config import format_params
-
         return self.kind + (":" + format_params(self.params) if self.params else "")
 
     def to_dict(self) -> dict[str, Any]:

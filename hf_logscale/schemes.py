@@ -4,8 +4,8 @@ A scheme answers one question: by how much should a query that can see ``n`` key
 multiplied? Each scheme is a small frozen dataclass whose fields are its parameters; ``__post_init__`` validates
 them and ``__call__`` maps a float64 tensor of key counts to a tensor of scales of the same shape.
 
-``L`` (``train_len``) is the context length the model was trained for. Formulas follow ../DESIGN §3 and the
-original sources: Qwen-7B ``use_logn_attn`` (``math.log(i, seq_length) if i > seq_length else 1``), Chen et al.
+``L`` (``train_len``) is the context length the model was trained for. Formulas follow the original
+sources: Qwen-7B ``use_logn_attn`` (``math.log(i, seq_length) if i > seq_length else 1``), Chen et al.
 2025 (β_n = γ log n), Nakanishi 2025 (SSMax), Llama 4 ``attn_temperature_tuning`` and YaRN's temperature.
 
 Adding a scheme: one dataclass below with ``name``, ``formula`` and ``origin``, decorated with ``@register``.

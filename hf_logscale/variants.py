@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from difflib import get_close_matches
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,23 @@ from typing import Any
 from .config import LogScaleConfig
 from .rope import ROPE_KINDS, RopeSetting
 from .schemes import SCHEMES
+from .spec import parse_items
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Variant", "parse_variant", "load_recipe", "recipe_names", "recipe_dir", "as_variant"]
+__all__ = [
+    "Variant",
+    "as_variant",
+    "load_recipe",
+    "parse_variant",
+    "recipe_dir",
+    "recipe_names",
+    "split_variants",
+    "variant_from_options",
+]
 
 
 @dataclass(frozen=True)
@@ -72,30 +83,12 @@ class Variant:
 _JOIN = re.compile(r"\+(?=\s*[A-Za-z@])")
 
 
-def _value(text: str, where: str) -> Any:
-    t = text.strip()
-    if t.lower() in ("true", "false"):
-        return t.lower() == "true"
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        return float(t)
-    except ValueError:
-        raise ValueError(f"{where}: value {text!r} is not a number or true/false") from None
-
-
 def _split(part: str) -> tuple[str, dict[str, Any]]:
     name, _, rest = part.strip().partition(":")
     name = name.strip()
     params: dict[str, Any] = {}
     if rest.strip():
-        for item in rest.split(","):
-            key, eq, val = item.partition("=")
-            if not eq or not key.strip():
-                raise ValueError(f"{name}: expected key=value, got {item.strip()!r} (e.g. critical:tau=0.5)")
-            params[key.strip()] = _value(val, f"{name}.{key.strip()}")
+        params = parse_items(rest.split(","), name)
     return name, params
 
 
@@ -130,8 +123,6 @@ def parse_variant(text: str) -> Variant:
                 raise ValueError(f"variant {text!r}: only one scheme part is allowed")
             scale = _scale_from(name, params)
         else:
-            from difflib import get_close_matches
-
             known = [*ROPE_KINDS, *SCHEMES]
             close = get_close_matches(name, known, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -242,3 +233,30 @@ def _recipe_from(data: dict[str, Any], path: Path) -> Variant:
 def _scheme_params(name: str) -> set[str]:
     cls = SCHEMES.get(name)
     return {f.name for f in cls.params()} if cls else set()
+
+
+def variant_from_options(
+    *,
+    scheme: str | None = None,
+    variant: str | None = None,
+    recipe: str | None = None,
+    train_len: int | None = None,
+    tau: float | None = None,
+    params: list[str] | None = None,
+) -> Variant:
+    """The variant of ``hf-logscale patch``: exactly one of a scheme (with ``tau`` and ``k=v`` ``params``), a
+    variant spec or a recipe; ``train_len`` overrides L."""
+    given = [name for name, v in (("--scheme", scheme), ("--variant", variant), ("--recipe", recipe)) if v]
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of --scheme, --variant or --recipe" + (f" (got {', '.join(given)})" if given else "")
+        )
+    if (tau is not None or params) and not scheme:
+        raise ValueError("--tau and --param go with --scheme; put parameters in the --variant spec instead")
+    if scheme:
+        kv = parse_items(params or [], "--param")
+        if tau is not None:
+            kv["tau"] = tau
+        return Variant(scale=LogScaleConfig(scheme, train_len=train_len, params=kv))
+    v = parse_variant(variant) if variant else load_recipe(recipe)
+    return replace(v, scale=v.scale.with_train_len(train_len)) if train_len is not None else v

@@ -3,7 +3,7 @@
 Llama config with hidden 512 and 8 layers (random weights, fixed seed), sdpa, float32. Forward passes at 2k and
 8k tokens (``use_cache=False``, ``logits_to_keep=1`` so the LM head does not dominate) and one decode step on a
 4k-token KV cache (cropped back after every step). Each repetition runs both models back to back, alternating
-which goes first; the table reports medians and the ratio of medians. Target (DESIGN §12): ≤ 1.02 forward,
+which goes first; the table reports medians and the ratio of medians. Targets: ≤ 1.02 forward,
 ≤ 1.03 decode.
 
 Usage: python scripts/bench_overhead.py [--reps 7] [--lengths 2048,8192] [--cache 4096] [--out runs/bench]
@@ -29,9 +29,14 @@ import hf_logscale as hls
 
 def build() -> torch.nn.Module:
     config = LlamaConfig(
-        hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8,
-        intermediate_size=1376, vocab_size=32000, max_position_embeddings=1024,
-    )  # fmt: skip
+        hidden_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        intermediate_size=1376,
+        vocab_size=32000,
+        max_position_embeddings=1024,
+    )
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
 

@@ -40,9 +40,15 @@ def build(case: str, length: int, device: str):
     if case == "vocab152k":
         tok = AutoTokenizer.from_pretrained(REFERENCE_MODEL)
         cfg = LlamaConfig(
-            vocab_size=151936, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, max_position_embeddings=length, tie_word_embeddings=False,
-        )  # fmt: skip
+            vocab_size=151936,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=128,
+            max_position_embeddings=length,
+            tie_word_embeddings=False,
+        )
         torch.manual_seed(0)
         model = LlamaForCausalLM(cfg).eval()
     else:

@@ -36,14 +36,25 @@ def build(layers: int, smoke: bool, dtype: torch.dtype, attn: str, device: str) 
     size = (
         dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, vocab_size=256)
         if smoke
-        else dict(hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8,
-                  vocab_size=128256)
-    )  # fmt: skip
+        else dict(
+            hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256
+        )
+    )
     config = LlamaConfig(
-        **size, num_hidden_layers=layers, max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True,
-        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192}, rope_theta=500000.0,
-    )  # fmt: skip
+        **size,
+        num_hidden_layers=layers,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        rope_theta=500000.0,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     model = model.to(device=device, dtype=dtype).eval()
@@ -122,8 +133,17 @@ def overhead(args, device: str, impls: list[str]) -> list[dict]:
             a, b = statistics.median(times["unpatched"]), statistics.median(times["patched"])
             paired = statistics.median(p / u for p, u in zip(times["patched"], times["unpatched"], strict=True))
             peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-            rows.append({"backend": impl, "tokens": T, "unpatched_ms": a * 1e3, "patched_ms": b * 1e3,
-                         "ratio_of_medians": b / a, "paired_ratio": paired, "peak_gib": peak})  # fmt: skip
+            rows.append(
+                {
+                    "backend": impl,
+                    "tokens": T,
+                    "unpatched_ms": a * 1e3,
+                    "patched_ms": b * 1e3,
+                    "ratio_of_medians": b / a,
+                    "paired_ratio": paired,
+                    "peak_gib": peak,
+                }
+            )
             print(rows[-1], flush=True)
         del plain, scaled
         if device == "cuda":
@@ -173,8 +193,10 @@ def report(result: dict) -> str:
     ]
     for impl in result["backends"]:
         c = result["correctness"][impl]
-        lines.append(f"| {impl} | {c['bf16_vs_fp32_unpatched']:.2e} | {c['bf16_vs_fp32_patched']:.2e} | "
-                     f"{c['patch_changes_logits_by']:.2e} | {c['verify']} |")  # fmt: skip
+        lines.append(
+            f"| {impl} | {c['bf16_vs_fp32_unpatched']:.2e} | {c['bf16_vs_fp32_patched']:.2e} | "
+            f"{c['patch_changes_logits_by']:.2e} | {c['verify']} |"
+        )
     for impl in result["backends"][1:]:
         lines.append(f"\n{impl} vs sdpa, patched: {result['correctness'][f'{impl}_vs_sdpa_patched']:.2e}")
     lines += [
@@ -186,8 +208,10 @@ def report(result: dict) -> str:
     ]
     for r in result["overhead"]:
         peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "—"
-        lines.append(f"| {r['backend']} | {r['tokens']} | {r['unpatched_ms']:.1f} ms | {r['patched_ms']:.1f} ms | "
-                     f"{r['ratio_of_medians']:.3f} | {r['paired_ratio']:.3f} | {peak} |")  # fmt: skip
+        lines.append(
+            f"| {r['backend']} | {r['tokens']} | {r['unpatched_ms']:.1f} ms | {r['patched_ms']:.1f} ms | "
+            f"{r['ratio_of_medians']:.3f} | {r['paired_ratio']:.3f} | {peak} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -7,13 +7,14 @@ Deterministic from ``--seed`` on CPU. Steps:
 3. a Llama-architecture model (RoPE as standard) trained at ``--train-len`` tokens on a mix of running text and
    passkey-retrieval examples built with the evaluator's own template (hf_logscale/data/passkey.py), packed into
    full windows; progress and loss printed, loss curve saved;
-4. measurements for the model card: held-out perplexity (disjoint windows, each starting with BOS) next to a
-   unigram baseline, and passkey accuracy by greedy generation over random depths, at 1×, 2×, 4× and 8× the
-   training length with no scaling;
+4. measurements for the model card with the library's evaluators: held-out perplexity (every token once, disjoint
+   windows each starting with BOS) next to a unigram baseline, and passkey accuracy by greedy generation over five
+   depths, at 1×, 2×, 4× and 8× the training length with no scaling;
 5. the checkpoint (safetensors), tokenizer, metrics, loss curve and model card written to ``--out``.
 
 Usage: python scripts/train_reference_model.py [--out hf_logscale/reference] [--steps 3200] [--seed 0]
        python scripts/train_reference_model.py --tiny --out /tmp/ref   # seconds-long smoke run
+       python scripts/train_reference_model.py --measure hf_logscale/reference   # the card again, no training
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from hf_logscale.data.passkey import KEY_RANGE, build_passkey, first_integer, min_length
+from hf_logscale.data.passkey import KEY_RANGE, build_passkey, min_length
 from hf_logscale.data.sample import HELD_OUT, sample_corpus
+from hf_logscale.eval import passkey, perplexity, tokenize_documents
+from hf_logscale.eval.retrieval import score_all
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
@@ -45,9 +48,11 @@ def train_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast:
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab, special_tokens=[BOS, EOS, PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab,
+        special_tokens=[BOS, EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
-    )  # fmt: skip
+    )
     tok.train_from_iterator(texts, trainer)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
@@ -57,12 +62,20 @@ def train_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast:
 
 def build_model(tok, args) -> LlamaForCausalLM:
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        num_key_value_heads=max(1, args.heads // 2), intermediate_size=args.hidden * 3,
-        max_position_embeddings=args.train_len, rope_theta=10000.0, tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, initializer_range=0.02,
-    )  # fmt: skip
+        vocab_size=len(tok),
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=max(1, args.heads // 2),
+        intermediate_size=args.hidden * 3,
+        max_position_embeddings=args.train_len,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        initializer_range=0.02,
+    )
     torch.manual_seed(args.seed)
     return LlamaForCausalLM(config)
 
@@ -72,8 +85,9 @@ class Mix:
     passkey example (prompt + answer + EOS) with probability ``p_passkey``; half the prompts are exactly
     ``train_len`` tokens (the evaluation setting: the margin holds the answer), the rest shorter, at random depths."""
 
-    def __init__(self, tok, stream: list[int], train_len: int, margin: int, p_passkey: float, seed: int,
-                 answer_weight: float):  # fmt: skip
+    def __init__(
+        self, tok, stream: list[int], train_len: int, margin: int, p_passkey: float, seed: int, answer_weight: float
+    ):
         self.tok, self.stream, self.L, self.margin, self.p = tok, stream, train_len, margin, p_passkey
         self.answer_weight = answer_weight
         self.rng = random.Random(seed)
@@ -107,66 +121,42 @@ def doc_stream(tok, docs) -> list[int]:
     return out
 
 
-def heldout_windows(tok, docs, n: int, max_windows: int):
-    """Disjoint runs of ``n − 1`` document tokens (a BOS completes each ``n``-token window), book by book, at most
-    ``max_windows`` of them."""
-    windows = 0
-    for d in docs:
-        ids = tok(d.text, add_special_tokens=False)["input_ids"]
-        for s in range(0, len(ids) - (n - 1) + 1, n - 1):
-            if windows >= max_windows:
-                return
-            yield ids[s : s + n - 1]
-            windows += 1
-
-
-@torch.no_grad()
-def heldout_nll(model, tok, docs, n: int, max_windows: int) -> tuple[float, int]:
-    """Token-weighted NLL (nats) over disjoint windows of ``n`` tokens (BOS + n − 1 document tokens)."""
-    total, count = 0.0, 0
-    for run in heldout_windows(tok, docs, n, max_windows):
-        x = torch.tensor([[tok.bos_token_id] + run])
-        logits = model(x).logits[0, :-1].float()
-        total += F.cross_entropy(logits, x[0, 1:], reduction="sum").item()
-        count += n - 1
-    return total / count, count
-
-
-@torch.no_grad()
-def passkey_accuracy(model, tok, n: int, trials: int, seed: int) -> float:
-    rng = random.Random(seed)
-    hits = 0
-    for _ in range(trials):
-        key = rng.randint(*KEY_RANGE)
-        p = build_passkey(tok, n, rng.random(), key)
-        out = model.generate(
-            torch.tensor([p.input_ids]), max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id
+def measure(model, tok, held_docs, train_stream: list[int], train_len: int, trials: int, seed: int) -> dict:
+    """The card's table, with the library's evaluators: at 1×, 2×, 4× and 8× L, held-out perplexity with every
+    token of the held-out books scored once (sliding windows of n tokens, stride n − 1: disjoint windows, each
+    BOS + n − 1 book tokens) next to a unigram model of the training tokens (add-one smoothing) over the same
+    tokens, and passkey accuracy by greedy generation at depths 0, 0.25, 0.5, 0.75, 1 (``trials`` prompts in all)."""
+    docs = tokenize_documents(tok, [d.text for d in held_docs])
+    counts = torch.bincount(torch.tensor(train_stream), minlength=len(tok)).double() + 1.0
+    unigram = -(counts / counts.sum()).log()
+    uni_nll = float(sum(unigram[torch.tensor(d)].sum() for d in docs)) / sum(len(d) for d in docs)
+    depths = (0.0, 0.25, 0.5, 0.75, 1.0)
+    out = {}
+    for mult in (1, 2, 4, 8):
+        n = train_len * mult
+        r = perplexity(model, tok, docs, n, mode="sliding", stride=n - 1)
+        acc = [passkey(model, tok, n, d, trials=trials // len(depths), seed=seed).accuracy for d in depths]
+        out[str(n)] = {
+            "heldout_ppl": r.perplexity,
+            "heldout_tokens": r.tokens,
+            "unigram_ppl": math.exp(uni_nll),
+            "passkey_accuracy": sum(acc) / len(acc),
+        }
+        print(
+            f"n = {n:5d} ({mult}×L): held-out ppl {r.perplexity:8.2f} (unigram {math.exp(uni_nll):.1f}, "
+            f"{r.tokens} tokens)  passkey {sum(acc) / len(acc):.2f} ({trials} trials)",
+            flush=True,
         )
-        hits += first_integer(tok.decode(out[0, n:], skip_special_tokens=True)) == key
-    return hits / trials
+    return out
 
 
-@torch.no_grad()
-def passkey_teacher_forced(model, tok, n: int, trials: int, seed: int) -> tuple[float, float]:
-    """Fraction of answer tokens, and of whole answers, that are the model's top-1 next token given the prompt and
-    the answer so far (a cheap, batched proxy of generation scoring used for progress)."""
+def passkey_probe(model, tok, n: int, trials: int, seed: int) -> tuple[float, float]:
+    """Progress on the skill the model is for: teacher-forced top-1 of the key's tokens (fraction of tokens, of
+    whole keys) over ``trials`` prompts of n tokens at random depths, scored by the library's retrieval scorer."""
     rng = random.Random(seed)
     prompts = [build_passkey(tok, n, rng.random(), rng.randint(*KEY_RANGE)) for _ in range(trials)]
-    width = max(len(p.answer_ids) for p in prompts)
-    x = torch.tensor([p.input_ids + p.answer_ids + [tok.pad_token_id] * (width - len(p.answer_ids)) for p in prompts])
-    pred = model(x).logits[:, n - 1 : n - 1 + width].argmax(-1)
-    hits = [[int(pred[i, j]) == a for j, a in enumerate(p.answer_ids)] for i, p in enumerate(prompts)]
-    return sum(map(sum, hits)) / sum(map(len, hits)), sum(map(all, hits)) / trials
-
-
-def unigram_nll(train_stream: list[int], tok, docs, n: int, max_windows: int, vocab: int) -> float:
-    counts = torch.bincount(torch.tensor(train_stream), minlength=vocab).double() + 1.0  # add-one smoothing
-    logp = (counts / counts.sum()).log()
-    total, count = 0.0, 0
-    for run in heldout_windows(tok, docs, n, max_windows):
-        total -= logp[torch.tensor(run)].sum().item()
-        count += n - 1
-    return total / count
+    scored = score_all(model, tok, prompts, max_new_tokens=1)
+    return sum(t.tf_token_top1 for t in scored) / trials, sum(t.tf_top1 for t in scored) / trials
 
 
 def train(model, tok, mix: Mix, steps: int, lr: float, args, log: list) -> list[tuple[int, float, float]]:
@@ -206,7 +196,7 @@ def train(model, tok, mix: Mix, steps: int, lr: float, args, log: list) -> list[
             )
         if step % 250 == 0 or step == steps:  # progress on the skill the model is for (own RNG: no effect)
             model.eval()
-            digit, key = passkey_teacher_forced(model, tok, args.train_len, 64, seed=10**6 + offset + step)
+            digit, key = passkey_probe(model, tok, args.train_len, 64, seed=10**6 + offset + step)
             probes.append((offset + step, digit, key))
             model.train()
             print(f"  passkey at L, teacher-forced (64 prompts): digits {digit:.3f}, whole keys {key:.2f}", flush=True)
@@ -230,13 +220,16 @@ def main() -> None:
     ap.add_argument("--margin", type=int, default=8, help="extra window tokens after a train-len prompt (its answer)")
     ap.add_argument("--answer-weight", type=float, default=8.0, help="loss weight of the passkey answer's tokens")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval-windows", type=int, default=200)
     ap.add_argument("--passkey-trials", type=int, default=100)
     ap.add_argument("--tiny", action="store_true", help="smoke test: tiny model, few steps, small evaluation")
+    ap.add_argument("--measure", metavar="DIR", help="re-measure a trained folder's card (no training)")
     args = ap.parse_args()
+    if args.measure:
+        remeasure(Path(args.measure), args)
+        return
     if args.tiny:
         args.steps, args.batch, args.vocab, args.hidden, args.layers, args.heads = 6, 2, 300, 32, 1, 2
-        args.train_len, args.eval_windows, args.passkey_trials = 256, 2, 2
+        args.train_len, args.passkey_trials = 256, 5
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -279,25 +272,16 @@ def main() -> None:
         "heldout_books": list(HELD_OUT),
         "train_stream_tokens": len(stream),
         "p_passkey": args.p_passkey,
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "heads": args.heads,
+        "lr": args.lr,
+        "threads": args.threads,
+        "passkey_trials": args.passkey_trials,
         "answer_weight": args.answer_weight,
         "probes": [{"step": s, "digit_accuracy": round(d, 4), "key_accuracy": round(k, 4)} for s, d, k in probes],
     }
-    for mult in (1, 2, 4, 8):
-        n = args.train_len * mult
-        nll, count = heldout_nll(model, tok, held_docs, n, args.eval_windows)
-        uni = unigram_nll(stream, tok, held_docs, n, args.eval_windows, len(tok))
-        acc = passkey_accuracy(model, tok, n, args.passkey_trials, args.seed + mult)
-        metrics["lengths"][str(n)] = {
-            "heldout_ppl": math.exp(nll),
-            "heldout_tokens": count,
-            "unigram_ppl": math.exp(uni),
-            "passkey_accuracy": acc,
-        }
-        print(
-            f"n = {n:5d} ({mult}×L): held-out ppl {math.exp(nll):8.2f} (unigram {math.exp(uni):.1f}, "
-            f"{count} tokens)  passkey {acc:.2f} ({args.passkey_trials} trials)",
-            flush=True,
-        )
+    metrics["lengths"] = measure(model, tok, held_docs, stream, args.train_len, args.passkey_trials, args.seed)
 
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
@@ -312,8 +296,35 @@ def main() -> None:
         w.writerow(["step", "loss", "lr"])
         w.writerows((s, f"{l:.5f}", f"{lr:.3e}") for s, l, lr in log)
     plot_loss(log, out / "loss_curve.png")
-    (out / "README.md").write_text(model_card(metrics, args))
+    (out / "README.md").write_text(model_card(metrics))
     print(f"wrote {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+def remeasure(folder: Path, args) -> None:
+    """Measure a trained folder again (the card's table) and rewrite its metrics.json and model card; the training
+    record (steps, probes, minutes) is kept. Settings the record lacks are taken from the command line."""
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    model = LlamaForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    cfg = model.config
+    defaults = {
+        "hidden": cfg.hidden_size,
+        "layers": cfg.num_hidden_layers,
+        "heads": cfg.num_attention_heads,
+        "lr": args.lr,
+        "threads": args.threads,
+    }
+    metrics = {**defaults, **metrics, "passkey_trials": args.passkey_trials}
+    stream = doc_stream(tok, sample_corpus("train"))
+    metrics["lengths"] = measure(
+        model, tok, sample_corpus("heldout"), stream, metrics["train_len"], args.passkey_trials, metrics["seed"]
+    )
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (folder / "README.md").write_text(model_card(metrics))
+    print(f"re-measured {folder}", flush=True)
 
 
 def plot_loss(log, path: Path) -> None:
@@ -337,7 +348,7 @@ def plot_loss(log, path: Path) -> None:
     plt.close(fig)
 
 
-def model_card(m: dict, args) -> str:
+def model_card(m: dict) -> str:
     L = m["train_len"]
     probes = ", ".join(f"{p['key_accuracy']:.2f} at step {p['step']}" for p in m["probes"][3::2] or m["probes"])
     rows = "\n".join(
@@ -360,23 +371,24 @@ passkey evaluator's own template (`hf_logscale/data/passkey.py`), packed into wi
 answer's key tokens weigh {m["answer_weight"]} in the loss, every other token 1.
 
 ## Model
-Llama, {m["parameters"] / 1e6:.2f} M parameters: hidden {args.hidden}, {args.layers} layers, {args.heads} heads
-({max(1, args.heads // 2)} KV heads), SwiGLU {args.hidden * 3}, tied embeddings, RoPE θ = 10000,
+Llama, {m["parameters"] / 1e6:.2f} M parameters: hidden {m["hidden"]}, {m["layers"]} layers, {m["heads"]} heads
+({max(1, m["heads"] // 2)} KV heads), SwiGLU {m["hidden"] * 3}, tied embeddings, RoPE θ = 10000,
 `max_position_embeddings` = {L}. Tokenizer: byte-level BPE, {m["vocab"]} tokens, every digit its own token, BOS
 `<|bos|>` added in front, EOS `<|eos|>`.
 
 ## Training
 {m["steps"]} steps × {m["batch"]} windows × {m["window"]} tokens = {m["tokens_seen"]:,} tokens seen; AdamW (lr
-{args.lr}, β = (0.9, 0.95), weight decay 0.1), 5 % warm-up then cosine decay to 10 %; {m["train_minutes"]} min on
-{args.threads} CPU threads (torch {m["torch"]}, transformers {m["transformers"]}). Retrieval emerges late; the
-progress probes (teacher forcing, 64 prompts at L, whole key right) read {probes}.
+{m["lr"]}, β = (0.9, 0.95), weight decay 0.1), 5 % warm-up then cosine decay to 10 %; {m["train_minutes"]} min on
+{m["threads"]} CPU threads (torch {m["torch"]}, transformers {m["transformers"]}). Retrieval emerges late; the
+progress probes (teacher forcing, 64 prompts at L at random depths, whole key right) read {probes}.
 Loss curve: `loss_curve.png`, `training_log.csv`.
 
 ## Measured (no scaling)
-Held-out perplexity over up to {args.eval_windows} disjoint windows per length (each window BOS + n − 1 book
-tokens, every token scored) next to a unigram model of the training tokens (add-one smoothing); passkey accuracy by
-greedy generation (first integer in the answer equals the key) over {args.passkey_trials} prompts of exactly n
-tokens with the key at uniformly random depths.
+With hf-logscale's own evaluators: held-out perplexity with every token of the held-out books scored once
+(disjoint windows of n tokens, each BOS + n − 1 book tokens: `perplexity(..., mode="sliding", stride=n - 1)`) next
+to a unigram model of the training tokens (add-one smoothing) over the same tokens; passkey accuracy by greedy
+generation (first integer in the answer equals the key) over {m["passkey_trials"]} prompts of exactly n tokens,
+an equal share at depths 0, 0.25, 0.5, 0.75 and 1 (`passkey(...)`).
 
 | n | n / L | held-out perplexity | unigram perplexity | passkey accuracy |
 |---|---|---|---|---|

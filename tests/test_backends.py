@@ -28,8 +28,9 @@ class StandInFlash:
         self.masks: list[torch.Tensor | None] = []
         self.windows: list[int | None] = []
 
-    def __call__(self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None,
-                 **kwargs):  # fmt: skip
+    def __call__(
+        self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None, **kwargs
+    ):
         self.looked_up.append(module.config._attn_implementation)
         self.masks.append(attention_mask)
         self.windows.append(sliding_window)
@@ -59,8 +60,9 @@ def flash(request, monkeypatch):
 
     kernel = StandInFlash(request.param)
     monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, request.param, kernel)
-    monkeypatch.setitem(ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, request.param,
-                        ALL_MASK_ATTENTION_FUNCTIONS["flash_attention_2"])  # fmt: skip
+    monkeypatch.setitem(
+        ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, request.param, ALL_MASK_ATTENTION_FUNCTIONS["flash_attention_2"]
+    )
     return kernel
 
 

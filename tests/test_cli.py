@@ -42,7 +42,7 @@ def test_schemes_table(monkeypatch, capsys):
     assert "max(1, ln n / ln L)" in out and "tau=1.0 (≥ 0)" in out and "yarn-x4-logn" in out
 
 
-@pytest.mark.filterwarnings("always:L = \\d+ is a guess")
+@pytest.mark.filterwarnings("default:L = \\d+ is a guess")  # as the CLI runs: once per message
 def test_patch_summary_and_verification(monkeypatch, capsys, tiny):
     code, out, err = run(monkeypatch, capsys, "patch", "--model", tiny, "--scheme", "critical", "--tau", "2")
     assert code == 0, out
@@ -115,16 +115,32 @@ def test_errors_are_one_line_with_exit_code_2(monkeypatch, capsys, tiny, args, m
 
 def test_eval_ppl_passkey_needle_on_the_reference_model(monkeypatch, capsys, tmp_path):
     out_dir = str(tmp_path / "res")
-    code, out, err = run(monkeypatch, capsys, "eval", "ppl", "--lengths", "1x,2x", "--max-documents", "2",
-                         "--out", out_dir)  # fmt: skip
+    code, out, err = run(
+        monkeypatch, capsys, "eval", "ppl", "--lengths", "1x,2x", "--max-documents", "2", "--out", out_dir
+    )
     assert code == 0, err
     assert "ppl: reference · none" in out and "perplexity" in out and "ppl n=512" in err
-    code, out, err = run(monkeypatch, capsys, "eval", "passkey", "--lengths", "256", "--depths", "0,1", "--trials",
-                         "2", "--variant", "logn", "--out", out_dir)  # fmt: skip
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "eval",
+        "passkey",
+        "--lengths",
+        "256",
+        "--depths",
+        "0,1",
+        "--trials",
+        "2",
+        "--variant",
+        "logn",
+        "--out",
+        out_dir,
+    )
     assert code == 0, err
     assert "passkey: reference · logn" in out and "acc @ 1" in out
-    code, out, err = run(monkeypatch, capsys, "eval", "needle", "--lengths", "300", "--depths", "0.5", "--trials",
-                         "2", "--out", out_dir)  # fmt: skip
+    code, out, err = run(
+        monkeypatch, capsys, "eval", "needle", "--lengths", "300", "--depths", "0.5", "--trials", "2", "--out", out_dir
+    )
     assert code == 0, err
     records = [json.loads(x) for x in (tmp_path / "res" / "results.jsonl").read_text().splitlines()]
     assert {(r["task"], r["variant"]) for r in records} == {("ppl", "none"), ("passkey", "logn"), ("needle", "none")}

@@ -3,7 +3,6 @@ resume), the model restored after the matrix, and a two-process run equal to a o
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,21 @@ import torch
 from conftest import make_model
 from transformers import AutoTokenizer
 
+import hf_logscale as hls
 from hf_logscale import compare as compare_mod
-from hf_logscale.compare import compare, default_variants, run_compare, yarn_factor
-from hf_logscale.eval import EvalSpec
+from hf_logscale.cli import main
+from hf_logscale.compare import default_variants, run_compare, write_outputs, yarn_factor
+from hf_logscale.eval import EvalSpec, get_task
+from hf_logscale.eval import run as run_mod
 from hf_logscale.models import REFERENCE_MODEL
 from hf_logscale.results import ResultStore
-from hf_logscale.variants import split_variants
+from hf_logscale.variants import parse_variant, split_variants
 
-SETTINGS = dict(depths="0,1", trials=2, seed=0, dataset="sample", field=None, split=None, mode="truncate",
-                stride=None, max_documents=2)  # fmt: skip
+SETTINGS = dict(depths=(0.0, 1.0), trials=2, seed=0, dataset="sample", mode="truncate", max_documents=2)
+
+
+def variants(*specs):
+    return [parse_variant(s) for s in specs]
 
 
 def test_split_variants():
@@ -39,9 +44,13 @@ def test_split_variants():
 
 def test_default_matrix_covers_the_largest_length():
     assert yarn_factor(4096, 256) == 16 and yarn_factor(300, 256) == 2 and yarn_factor(256, 256) == 2
-    v = default_variants(4096, 256)
+    v = [x.label for x in default_variants(4096, 256)]
     assert v[:5] == ["none", "logn", "critical:tau=0.5", "critical:tau=2", "ssmax"]
-    assert v[5:] == ["yarn:factor=16", "yarn:factor=16,attention_factor=1", "yarn:factor=16,attention_factor=1+logn"]
+    assert v[5:] == [
+        "yarn:factor=16.0",
+        "yarn:attention_factor=1.0,factor=16.0",
+        "yarn:attention_factor=1.0,factor=16.0+logn",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -56,32 +65,38 @@ def tiny_dir(tmp_path_factory):
 
 def test_matrix_end_to_end_and_resume(tiny_dir, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
+    model, tok = hls.load(str(tiny_dir))
+    chosen = variants("none", "yarn:factor=2")
+    specs = [EvalSpec(task=t, lengths=(128, 256), **SETTINGS) for t in ("ppl", "passkey")]
     calls = []
-    real = compare_mod.evaluate
+    real = compare_mod.run_eval
 
-    def interrupted(model, tok, spec, store, *, variant, **kw):
-        calls.append((variant, spec.task))
-        if variant == "yarn:factor=2.0" and spec.task == "passkey" and len(calls) < 5:
+    def interrupted(model, tok, variant, spec, store, **kw):
+        calls.append((variant.label, spec.task))
+        if variant.label == "yarn:factor=2.0" and spec.task == "passkey" and len(calls) < 5:
             raise KeyboardInterrupt  # killed in the second variant's second task
-        return real(model, tok, spec, store, variant=variant, **kw)
+        return real(model, tok, variant, spec, store, **kw)
 
-    monkeypatch.setattr(compare_mod, "evaluate", interrupted)
-    args = (str(tiny_dir), "none,yarn:factor=2", ["ppl", "passkey"], "1x,2x", SETTINGS)
+    monkeypatch.setattr(compare_mod, "run_eval", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_compare(*args, out_dir=out, log=lambda *_: None)
+        run_compare(model, tok, chosen, specs, ResultStore(out), model_name="tiny")
     finished = {(r["variant"], r["task"]) for r in ResultStore(out).records()}
     assert finished == {("none", "ppl"), ("none", "passkey"), ("yarn:factor=2.0", "ppl")}
 
     cells = []
-    monkeypatch.setattr(compare_mod, "evaluate", real)
-    import hf_logscale.eval.run as run_mod
-
-    real_cell = run_mod._run_cell
-    monkeypatch.setattr(run_mod, "_run_cell", lambda m, t, spec, d, n, depth, *a: cells.append((spec.task, n, depth))
-                        or real_cell(m, t, spec, d, n, depth, *a))  # fmt: skip
-    result, train_len, report = run_compare(*args, out_dir=out, log=lambda *_: None)
+    monkeypatch.setattr(compare_mod, "run_eval", real)
+    passkey = type(get_task("passkey"))
+    real_cell = passkey.run
+    monkeypatch.setattr(
+        passkey,
+        "run",
+        lambda self, m, t, spec, d, n, depth, *a: (
+            cells.append((spec.task, n, depth)) or real_cell(self, m, t, spec, d, n, depth, *a)
+        ),
+    )
+    result = run_compare(model, tok, chosen, specs, ResultStore(out), model_name="tiny")
     assert cells == [("passkey", n, d) for n in (128, 256) for d in (0.0, 1.0)]  # only what was missing
-    assert train_len == 128 and result.variants == ["none", "yarn:factor=2.0"]
+    assert result.variants == ["none", "yarn:factor=2.0"]
     recs = ResultStore(out).records()
     assert len(recs) == 2 * (2 * 3 + 2 * 2 * 4)  # variants × (ppl lengths × 3 metrics + passkey cells × 4 metrics)
     assert {(r["train_len"], r["train_len_source"]) for r in recs} == {
@@ -89,62 +104,112 @@ def test_matrix_end_to_end_and_resume(tiny_dir, tmp_path, monkeypatch):
     }
     rows = (out / "summary.csv").read_text().splitlines()
     assert len(rows) == len(recs) + 1
+    report = write_outputs(result, out, model_name="tiny", train_len=128, settings=SETTINGS, command="test")
     text = report.read_text()
-    for needle in ("## Settings", "## Reading", "## Perplexity", "## Passkey retrieval", "`yarn:factor=2.0`",
-                   "training length L = 128 (config max_position_embeddings, unverified)",
-                   "ppl_vs_length.png", "passkey_heatmap.png", "position_loss.png", "transformers"):  # fmt: skip
+    for needle in (
+        "## Settings",
+        "## Reading",
+        "## Perplexity",
+        "## Passkey retrieval",
+        "`yarn:factor=2.0`",
+        "training length L = 128 (config max_position_embeddings, unverified)",
+        "ppl_vs_length.png",
+        "passkey_heatmap.png",
+        "position_loss.png",
+        "transformers",
+    ):
         assert needle in text
     for png in ("ppl_vs_length.png", "passkey_heatmap.png", "position_loss.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
-def test_model_is_restored_after_the_matrix(tiny_dir, tmp_path):
-    import hf_logscale as hls
-
+def test_model_is_restored_after_the_matrix(tiny_dir, tmp_path, monkeypatch):
     model, tok = hls.load(str(tiny_dir))
     x = torch.randint(3, 4000, (1, 40), generator=torch.Generator().manual_seed(0))
     before = model(x).logits
     seen = []
     spec = EvalSpec(task="passkey", lengths=(96,), depths=(0.5,), trials=1)
     with pytest.raises(ValueError, match="a passkey prompt needs at least 90 tokens; got length 64"):
-        compare(model, tok, ["none"], [EvalSpec(task="passkey", lengths=(64,))], ResultStore(tmp_path), model_name="t")
-    real = compare_mod.evaluate
+        run_compare(
+            model,
+            tok,
+            variants("none"),
+            [EvalSpec(task="passkey", lengths=(64,))],
+            ResultStore(tmp_path),
+            model_name="t",
+        )
+    real = run_mod.evaluate
 
     def spy(m, *a, **k):
         seen.append((k["variant"], m.config.max_position_embeddings, hls.is_patched(m)))
         return real(m, *a, **k)
 
-    compare_mod.evaluate = spy
-    try:
-        compare(model, tok, ["none", "yarn:factor=4", "logn"], [spec], ResultStore(tmp_path), model_name="tiny")
-    finally:
-        compare_mod.evaluate = real
+    monkeypatch.setattr(run_mod, "evaluate", spy)
+    run_compare(model, tok, variants("none", "yarn:factor=4", "logn"), [spec], ResultStore(tmp_path), model_name="t")
     assert seen == [("none", 128, False), ("yarn:factor=4.0", 512, True), ("logn", 128, True)]
     assert not hls.is_patched(model) and torch.equal(model(x).logits, before)
     with pytest.raises(ValueError, match="listed twice"):
-        compare(model, tok, ["logn", "logn"], [spec], ResultStore(tmp_path), model_name="tiny")
+        run_compare(model, tok, variants("logn", "logn"), [spec], ResultStore(tmp_path), model_name="t")
 
 
-def test_bad_tasks_and_variants_fail_before_loading(tmp_path):
-    with pytest.raises(ValueError, match="unknown task 'perplexity'"):
-        run_compare(None, None, ["perplexity"], "1x", SETTINGS, out_dir=tmp_path, log=lambda *_: None)
-    with pytest.raises(ValueError, match="unknown variant part 'yarnn'"):
-        run_compare(None, "none,yarnn:factor=2", ["ppl"], "1x", SETTINGS, out_dir=tmp_path, log=lambda *_: None)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "perplexity"], "unknown task 'perplexity'"),
+        (["--variants", "none,yarnn:factor=2"], "unknown variant part 'yarnn'"),
+        (["--variants", ""], "--variants is empty"),
+    ],
+)
+def test_bad_tasks_and_variants_fail_before_loading(monkeypatch, capsys, tmp_path, args, message):
+    monkeypatch.setattr(sys, "argv", ["hf-logscale", "compare", *args, "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Loading" not in err
 
 
-@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
-                    reason="accelerate's launcher is not installed")  # fmt: skip
 def test_two_processes_equal_one(tiny_dir, tmp_path):
-    args = ["compare", "--model", str(tiny_dir), "--variants", "none,logn", "--tasks", "ppl,passkey,needle",
-            "--lengths", "1x,2x", "--depths", "0,0.5,1", "--trials", "3", "--max-documents", "3"]  # fmt: skip
+    args = [
+        "compare",
+        "--model",
+        str(tiny_dir),
+        "--variants",
+        "none,logn",
+        "--tasks",
+        "ppl,passkey,needle",
+        "--lengths",
+        "1x,2x",
+        "--depths",
+        "0,0.5,1",
+        "--trials",
+        "3",
+        "--max-documents",
+        "3",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     # `--multi_gpu` is accelerate's multi-process launcher; on a machine without GPUs the processes use gloo on CPU
-    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "-m", "hf_logscale"]  # fmt: skip
-    one = subprocess.run([sys.executable, "-m", "hf_logscale", *args, "--out", str(tmp_path / "one")], env=env,
-                         capture_output=True, text=True)  # fmt: skip
+    launcher = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "hf_logscale",
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "hf_logscale", *args, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([*launcher, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]

@@ -72,8 +72,14 @@ def test_entropy_memory_grows_linearly():
     full attention scores would grow ×4 (256 MiB → 1 GiB); the blocked computation stays well under that (×2 plus
     allocator noise: measured ×2.0–2.2)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    peaks = [int(subprocess.run([sys.executable, "-c", PEAK, str(t)], capture_output=True, text=True, env=env,
-                                check=True).stdout) for t in (4096, 8192)]  # fmt: skip
+    peaks = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", PEAK, str(t)], capture_output=True, text=True, env=env, check=True
+            ).stdout
+        )
+        for t in (4096, 8192)
+    ]
     full = 4 * 4096 * 4096 * 4  # the [1, 4, 4k, 4k] float32 scores a direct computation would hold
     assert peaks[0] < full / 2 and peaks[1] < 3 * peaks[0], peaks
 

@@ -181,13 +181,14 @@ def test_resume_skips_finished_cells(tok, docs, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the run is killed during the second cell
         return real(m, t, d, n, **kw)
 
-    monkeypatch.setattr(perplexity_mod, "perplexity", killed_at_40)
+    task_mod = sys.modules["hf_logscale.eval.tasks.ppl"]  # where the ppl task looks the evaluator up
+    monkeypatch.setattr(task_mod, "perplexity", killed_at_40)
     with pytest.raises(KeyboardInterrupt):
         evaluate(model, tok, spec, store, model_name="tiny")
     with store.path.open("a") as f:
         f.write('{"cell": "torn')  # and a write was cut short
     assert {r["length"] for r in store.records()} == {24}
-    monkeypatch.setattr(perplexity_mod, "perplexity", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    monkeypatch.setattr(task_mod, "perplexity", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
     records = evaluate(model, tok, spec, store, model_name="tiny")
     assert calls == [24, 40, 40]
     assert [(r["length"], r["metric"]) for r in records] == [
@@ -222,8 +223,14 @@ def test_passkey_prompts_exact_length_and_depth(tok):
 def test_scoring_matches_direct_computation():
     model, tok = hls.load()  # the reference model retrieves at its training length: hits and misses both occur
     prompts = passkey_prompts(tok, 256, 0.5, 6, seed=1) + passkey_prompts(tok, 512, 0.5, 0, seed=1)
-    trials = score_prompts(model, tok, [p.input_ids for p in prompts], [p.answer_ids for p in prompts],
-                           [p.key for p in prompts], max_new_tokens=10)  # fmt: skip
+    trials = score_prompts(
+        model,
+        tok,
+        [p.input_ids for p in prompts],
+        [p.answer_ids for p in prompts],
+        [p.key for p in prompts],
+        max_new_tokens=10,
+    )
     for p, t in zip(prompts, trials, strict=True):
         x = torch.tensor([p.input_ids + p.answer_ids])
         lp = torch.log_softmax(reference_logits(model, x)[0], -1)
@@ -243,9 +250,17 @@ def test_scoring_matches_direct_computation():
     assert any(t.hit for t in trials)
 
 
-@pytest.mark.parametrize("text,key,hit", [(" 40716.", 40716, True), (" 4071", 40716, False),
-                                          (" 407160", 40716, False), ("The key is 40716", 40716, True),
-                                          ("", 40716, False), (" forty", 40716, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,key,hit",
+    [
+        (" 40716.", 40716, True),
+        (" 4071", 40716, False),
+        (" 407160", 40716, False),
+        ("The key is 40716", 40716, True),
+        ("", 40716, False),
+        (" forty", 40716, False),
+    ],
+)
 def test_first_integer_scoring_on_crafted_outputs(text, key, hit):
     assert (first_integer(text) == key) is hit
 
@@ -305,8 +320,9 @@ def test_teacher_forcing_on_other_families_and_sliding_windows(tok, family):
     teacher-forced log-probability equals a float64 full-logits computation."""
     model = make_model(family, vocab_size=len(tok), max_position_embeddings=64)
     prompts = passkey_prompts(tok, 120, 0.3, 3, seed=2)
-    trials = score_prompts(model, tok, [p.input_ids for p in prompts], [p.answer_ids for p in prompts],
-                           [p.key for p in prompts])  # fmt: skip
+    trials = score_prompts(
+        model, tok, [p.input_ids for p in prompts], [p.answer_ids for p in prompts], [p.key for p in prompts]
+    )
     for p, t in zip(prompts, trials, strict=True):
         lp = torch.log_softmax(reference_logits(model, torch.tensor([p.input_ids + p.answer_ids]))[0], -1)
         n = len(p.input_ids)

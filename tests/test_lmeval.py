@@ -73,8 +73,9 @@ def run_cli(monkeypatch, capsys, *args):
 
 
 def test_cli_writes_results(monkeypatch, capsys, tmp_path):
-    code, cap = run_cli(monkeypatch, capsys, "--tasks", "logscale_ppl", "--lengths", "1x", "--variant", "logn",
-                        "--out", str(tmp_path))  # fmt: skip
+    code, cap = run_cli(
+        monkeypatch, capsys, "--tasks", "logscale_ppl", "--lengths", "1x", "--variant", "logn", "--out", str(tmp_path)
+    )
     assert code == 0, cap.err
     records = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert {(r["task"], r["length"], r["metric"], r["variant"]) for r in records} == {
@@ -94,7 +95,7 @@ def test_cli_writes_results(monkeypatch, capsys, tmp_path):
     [
         (["--tasks", "logscale_pasky"], "unknown lm-eval task 'logscale_pasky'; did you mean logscale_passkey"),
         (["--tasks", "logscale_ppl", "--model-args", "no_such_arg=1"], "bad --model-args"),
-        (["--tasks", "logscale_ppl", "--model-args", "oops"], "--model-args expects k=v"),
+        (["--tasks", "logscale_ppl", "--model-args", "oops"], "--model-args: expected key=value"),
         (["--tasks", "logscale_ppl", "--metadata", "{trials: 3}"], "--metadata must be a JSON object"),
         (["--tasks", "logscale_ppl", "--variant", "logn:tau=2"], "tau"),
         ([], "--tasks is required"),

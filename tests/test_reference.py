@@ -82,8 +82,9 @@ def _passkey_hits(model, tok, n: int, trials: int, seed: int) -> int:
     for _ in range(trials):
         key = int(torch.randint(1, 50001, (1,), generator=g))
         p = build_passkey(tok, n, float(torch.rand(1, generator=g)), key)
-        out = model.generate(torch.tensor([p.input_ids]), max_new_tokens=8, do_sample=False,
-                             pad_token_id=tok.pad_token_id)  # fmt: skip
+        out = model.generate(
+            torch.tensor([p.input_ids]), max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id
+        )
         hits += first_integer(tok.decode(out[0, n:], skip_special_tokens=True)) == key
     return hits
 

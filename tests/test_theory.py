@@ -42,9 +42,15 @@ def test_gaussian_tokens_are_almost_simplex():
 
 @pytest.mark.parametrize(
     "n,rho,gamma,alpha",
-    [(64, 0.5, 1.0, 0.0), (64, 0.5, 2.0, 0.0), (200, 0.3, 4.0, 0.0), (128, 0.8, 3.0, 0.5), (96, 0.2, 1.25, 2.0),
-     (300, 0.6, 2.5, 1.0)],
-)  # fmt: skip
+    [
+        (64, 0.5, 1.0, 0.0),
+        (64, 0.5, 2.0, 0.0),
+        (200, 0.3, 4.0, 0.0),
+        (128, 0.8, 3.0, 0.5),
+        (96, 0.2, 1.25, 2.0),
+        (300, 0.6, 2.5, 1.0),
+    ],
+)
 def test_simulation_equals_exact_closed_form(n, rho, gamma, alpha):
     sim = metrics(simplex_tokens(n, rho).x, [gamma], alpha)
     exact = simplex_exact(n, rho, gamma, alpha)
@@ -140,8 +146,19 @@ def test_cli_phase_diagram_sweep_and_point(tmp_path, monkeypatch, capsys):
             main()
         return e.value.code, capsys.readouterr()
 
-    code, cap = run("phase-diagram", "--d", "16,2", "--n", "64", "--rho-grid", "0.1:0.8:4", "--gamma-grid",
-                    "0:6:5", "--out", str(tmp_path))  # fmt: skip
+    code, cap = run(
+        "phase-diagram",
+        "--d",
+        "16,2",
+        "--n",
+        "64",
+        "--rho-grid",
+        "0.1:0.8:4",
+        "--gamma-grid",
+        "0:6:5",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, cap.err
     rows = list(csv.DictReader((tmp_path / "phase_lambda.csv").open()))
     assert len(rows) == 2 * 4 * 5 and {r["d"] for r in rows} == {"16", "2"}

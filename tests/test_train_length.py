@@ -22,15 +22,29 @@ def rope_config(mpe: int, **rope):
 @pytest.mark.parametrize(
     ("rope", "value", "source", "guessed"),
     [
-        ({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 512}, 4096, "llama3 RoPE: trained at the extended length", False),
-        ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}, 1024, "yarn extends it",
-         False),
+        (
+            {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 512,
+            },
+            4096,
+            "llama3 RoPE: trained at the extended length",
+            False,
+        ),
+        (
+            {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024},
+            1024,
+            "yarn extends it",
+            False,
+        ),
         ({"rope_type": "dynamic", "factor": 2.0}, 4096, "dynamic NTK starts beyond it", False),
         ({"rope_type": "linear", "factor": 2.0}, 4096, "unverified", True),
         ({}, 4096, "unverified", True),
     ],
-)  # fmt: skip
+)
 def test_rope_type_rules(rope, value, source, guessed):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")

@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import hf_logscale as hls
 from hf_logscale.patching.families import FAMILIES
-from hf_logscale.patching.report import TABLE_MULTIPLES, verify_plan
+from hf_logscale.patching.inspect import TABLE_MULTIPLES, verify_plan
 from hf_logscale.rope import ROPE_KINDS as ROPE_KINDS_SPEC
 from hf_logscale.rope import rope_params
 from hf_logscale.train_length import resolve_train_len
@@ -277,9 +277,18 @@ def ministral3(anchor: int = 16384, **overrides) -> torch.nn.Module:
     2512 checkpoints are multimodal configs around such a text config), shrunk; ``anchor`` moves the native
     scale's reference length so that it acts within a short test sequence."""
     cfg = transformers.Ministral3Config(
-        num_hidden_layers=3, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=1,
-        vocab_size=256, initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2, **overrides,
-    )  # fmt: skip
+        num_hidden_layers=3,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        vocab_size=256,
+        initializer_range=0.2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **overrides,
+    )
     cfg.rope_parameters["original_max_position_embeddings"] = anchor
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").float().eval()

@@ -1,5 +1,5 @@
 """Calibration: the τ of the ``critical`` scheme that keeps attention entropy at longer lengths at the model's own
-level at its training length L (DESIGN §10).
+level at its training length L.
 
 Target: the mean entropy of attention rows that see n ∈ (L/2, L] keys, without scaling. For each longer length N,
 H_N(τ) is the mean entropy of rows with n ∈ (N/2, N] under ``critical:tau=τ``. τ minimises Σ_N (H_N(τ) − target)²
@@ -9,6 +9,7 @@ that layer scaled, its own entropies).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from typing import Any
 import torch
 
 from ..config import LogScaleConfig
+from ..patching.families import attention_layers
+from ..tables import Table
 from ..variants import Variant
 from .entropy import attention_entropy
 
-__all__ = ["Calibration", "band_entropy", "calibrate"]
+__all__ = ["Calibration", "band_entropy", "calibrate", "calibrate_layers", "layers_table"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,21 @@ class Calibration:
     rms: float  # root-mean-square of H_N(τ) − target
     layer: int | None = None
 
+    def table(self, train_len: int) -> Table:
+        title = (
+            f"critical τ = {self.tau:.4f}; target entropy at L = {train_len}: {self.target:.4f} nats; "
+            f"RMS misfit {self.rms:.4f}"
+        )
+        table = Table(title, ["N", "entropy unscaled", f"entropy at τ = {self.tau:.3f}", "target"], text_columns=0)
+        table.rows = [
+            [str(n), f"{self.unscaled[n]:.4f}", f"{self.fitted[n]:.4f}", f"{self.target:.4f}"] for n in self.lengths
+        ]
+        return table
+
     def recipe(self, train_len: int, description: str) -> str:
+        """A recipe file (TOML) with this τ; the description is written as a JSON string, which TOML reads."""
         return (
-            f'description = "{description}"\n\n[scale]\nscheme = "critical"\ntrain_len = {train_len}\n'
+            f'description = {json.dumps(description)}\n\n[scale]\nscheme = "critical"\ntrain_len = {train_len}\n'
             f"tau = {self.tau:.4f}\n"
         )
 
@@ -48,8 +63,9 @@ def band_entropy(entropy: torch.Tensor, length: int, layer: int | None = None) -
 
 
 def _profile(model, windows, tau: float, train_len: int, layer: int | None) -> torch.Tensor:
-    scale = LogScaleConfig("critical", train_len=train_len, params={"tau": tau},
-                           layers=(layer,) if layer is not None else None)  # fmt: skip
+    scale = LogScaleConfig(
+        "critical", train_len=train_len, params={"tau": tau}, layers=(layer,) if layer is not None else None
+    )
     return torch.stack([attention_entropy(model, w, Variant(scale=scale)) for w in windows]).mean(0)
 
 
@@ -101,7 +117,29 @@ def calibrate(
     tau = (a + b) / 2
     fitted = entropies(tau)
     return Calibration(
-        tau=tau, target=target, lengths=longer, fitted=fitted,
+        tau=tau,
+        target=target,
+        lengths=longer,
+        fitted=fitted,
         unscaled={n: band_entropy(base, n, layer) for n in longer},
-        rms=math.sqrt(loss(tau) / len(longer)), layer=layer,
-    )  # fmt: skip
+        rms=math.sqrt(loss(tau) / len(longer)),
+        layer=layer,
+    )
+
+
+def layers_table(fits: Sequence[Calibration]) -> Table:
+    table = Table("τ fitted per layer (only that layer scaled)", ["layer", "τ", "RMS misfit"], text_columns=0)
+    table.rows = [[str(c.layer), f"{c.tau:.4f}", f"{c.rms:.4f}"] for c in fits]
+    return table
+
+
+def calibrate_layers(
+    model: Any, windows: Sequence[torch.Tensor], lengths: Sequence[int], train_len: int, *, log: Any = None
+) -> list[Calibration]:
+    """τ fitted for each attention layer alone (only that layer scaled, matched on its own entropies)."""
+    out = []
+    for i, _ in attention_layers(model):
+        if log:
+            log(f"layer {i}:")
+        out.append(calibrate(model, windows, lengths, train_len, layer=i, log=log))
+    return out

@@ -35,8 +35,9 @@ def plot_entropy(diag: dict, train_len: int | None, path: Path, title: str) -> P
     layers, _, t = first.shape
     cols = min(4, layers)
     rows = math.ceil(layers / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.6, 3.0 * rows + 0.6), dpi=130, squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols + 1.6, 3.0 * rows + 0.6), dpi=130, squeeze=False, layout="constrained"
+    )
     buckets = _buckets(t)
     xs = [math.sqrt(lo * (hi - 1)) for lo, hi in buckets]  # geometric middle of the n range
     for layer in range(layers):

@@ -34,8 +34,9 @@ def effective_rank(h: torch.Tensor) -> float:
 def collapse(model: Any, input_ids: torch.Tensor) -> dict[str, list[float]]:
     """Per layer input (embeddings, then each decoder layer's output before the final norm): mean pairwise cosine
     and effective rank over the tokens of ``input_ids`` [1, T] (BOS excluded: an attention sink, not a token)."""
-    out = model(input_ids=input_ids.to(model.get_input_embeddings().weight.device), output_hidden_states=True,
-                use_cache=False)  # fmt: skip
+    out = model(
+        input_ids=input_ids.to(model.get_input_embeddings().weight.device), output_hidden_states=True, use_cache=False
+    )
     states = [h[0, 1:] for h in out.hidden_states[:-1]]  # inputs of the layers
     return {"cosine": [mean_pairwise_cosine(h) for h in states], "effective_rank": [effective_rank(h) for h in states]}
 

@@ -1,20 +1,25 @@
-"""Long-context evaluators (DESIGN §6): each a function from (model, tokenizer, settings) to results; ``run``
-drives a grid of cells into the result store."""
+"""Long-context evaluation: tasks (perplexity, passkey, needle) in a registry, each cell a function from (model,
+tokenizer, settings) to results; ``run`` drives a grid of cells into the result store."""
 
-from .needle import Haystack, build_needle, needle
-from .passkey import RetrievalResult, passkey, passkey_prompts
 from .perplexity import PerplexityResult, perplexity, perplexity_windows, tokenize_documents
-from .run import METRICS, TASKS, EvalSpec, evaluate, parse_depths, parse_lengths
+from .retrieval import RetrievalResult
+from .run import EvalSpec, evaluate, parse_depths, parse_lengths, run_eval
+from .task import TASKS, CellResult, Figure, Metric, Task, get_task, register_task
+from .tasks import Haystack, build_needle, needle, passkey, passkey_prompts
 
 __all__ = [
-    "METRICS",
     "TASKS",
+    "CellResult",
     "EvalSpec",
+    "Figure",
     "Haystack",
+    "Metric",
     "PerplexityResult",
     "RetrievalResult",
+    "Task",
     "build_needle",
     "evaluate",
+    "get_task",
     "needle",
     "parse_depths",
     "parse_lengths",
@@ -22,5 +27,7 @@ __all__ = [
     "passkey_prompts",
     "perplexity",
     "perplexity_windows",
+    "register_task",
+    "run_eval",
     "tokenize_documents",
 ]

@@ -1,4 +1,4 @@
-"""Perplexity at a context length n, over documents, in two modes (DESIGN §6).
+"""Perplexity at a context length n, over documents, in two modes.
 
 - ``truncate``: each document long enough gives one window, its first n tokens (BOS + n − 1 document tokens when
   the tokenizer has a BOS), every token scored — YaRN's Proof-pile protocol.

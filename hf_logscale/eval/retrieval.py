@@ -1,4 +1,5 @@
-"""Scoring retrieval prompts (passkey, needle): greedy generation and teacher forcing from one prefill.
+"""Retrieval tasks (passkey, needle): scoring prompts by greedy generation and teacher forcing from one prefill,
+and what the two tasks share.
 
 Prompts of one cell all have the same token length, so they batch without padding. ``model.generate`` (greedy,
 the project's own generation settings, not the checkpoint's sampling defaults) gives the answer text, scored as
@@ -9,8 +10,10 @@ whether each is the top-1 prediction.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import transformers
@@ -18,10 +21,12 @@ from transformers import GenerationConfig
 
 from ..data.passkey import first_integer
 from ..distributed import current
+from ..tables import Table, mean_by
 from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
 from .logprobs import decoder_hidden, logits_at
+from .task import CellResult, Metric, Task
 
-__all__ = ["Trial", "score_all", "score_prompts"]
+__all__ = ["PASSKEY_THRESHOLD", "RetrievalResult", "RetrievalTask", "Trial", "cell_rng", "score_all", "score_prompts"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,37 @@ class Trial:
     tf_top1: bool  # teacher forcing: every answer token is the top-1 prediction
     tf_token_top1: float  # teacher forcing: fraction of answer tokens that are the top-1 prediction
     tf_logprob: float  # teacher forcing: log-probability of the answer tokens (nats)
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """The trials of one (length, depth) cell and their means."""
+
+    length: int
+    depth: float
+    trials: list[Trial]
+
+    @property
+    def accuracy(self) -> float:
+        return sum(t.hit for t in self.trials) / len(self.trials)
+
+    @property
+    def tf_accuracy(self) -> float:
+        return sum(t.tf_top1 for t in self.trials) / len(self.trials)
+
+    @property
+    def tf_token_accuracy(self) -> float:
+        return sum(t.tf_token_top1 for t in self.trials) / len(self.trials)
+
+    @property
+    def tf_logprob(self) -> float:
+        return sum(t.tf_logprob for t in self.trials) / len(self.trials)
+
+
+def cell_rng(task: str, seed: int, length: int, depth: float) -> random.Random:
+    """The random source of one cell: keys and offsets depend on (task, seed, length, depth) only, so cells are
+    independent and any subset reproduces."""
+    return random.Random(f"{task}/{seed}/{length}/{depth:.6f}")
 
 
 def _cache(gen):
@@ -124,7 +160,7 @@ def score_all(model, tokenizer, prompts, *, batch_size="auto", max_new_tokens: i
                 [p.answer_ids for p in batch],
                 [p.key for p in batch],
                 max_new_tokens,
-            ),  # fmt: skip
+            ),
             advance,
         )
     except OutOfMemory:
@@ -132,3 +168,81 @@ def score_all(model, tokenizer, prompts, *, batch_size="auto", max_new_tokens: i
     if dist.any(len(scored) < len(mine)):
         raise OutOfMemory("out of memory with batch size 1")
     return dist.gather([(i, t) for (i, _), t in zip(mine, scored, strict=True)])
+
+
+PASSKEY_THRESHOLD = 0.8  # YaRN's "passkey context": the largest length with accuracy ≥ 80 %
+
+
+class RetrievalTask(Task):
+    """What passkey and needle share: the metrics, the trial-level records, the tables, the reading."""
+
+    metrics = (
+        Metric("accuracy", "accuracy", True),
+        Metric("tf_accuracy", "TF key top-1", True),
+        Metric("tf_token_accuracy", "TF token top-1", True),
+        Metric("tf_logprob", "TF log p", True),
+    )
+    headline = "accuracy"
+    uses_depths = True
+    report_tables = (
+        ("accuracy", "Generation accuracy (first integer of the greedy answer equals the key), mean over depths:"),
+        (
+            "tf_token_accuracy",
+            "Teacher-forced: fraction of the key's tokens predicted top-1 (graded), mean over depths:",
+        ),
+    )
+
+    def result(self, r: RetrievalResult) -> CellResult:
+        trials = [asdict(t) for t in r.trials]
+        metrics = {m.name: getattr(r, m.name) for m in self.metrics}
+        return CellResult(metrics, {"trials": len(r.trials)}, {"accuracy": {"trials": trials}})
+
+    def table(self, records: Sequence[dict[str, Any]], train_len: int | None) -> Table:
+        cells: dict[tuple[int, float], dict[str, dict]] = {}
+        for r in records:
+            cells.setdefault((r["length"], r["depth"]), {})[r["metric"]] = r
+        lengths = sorted({n for n, _ in cells})
+        depths = sorted({d for _, d in cells})
+        title = f"{self.name}: {records[0]['model']} · {records[0]['variant']}" if records else self.name
+        header = ["n", "n / L", *(f"acc @ {d:g}" for d in depths), *(m.label for m in self.metrics)]
+        table = Table(title, header, text_columns=0)
+        for n in lengths:
+            row = [cells[(n, d)] for d in depths]
+            ok = [c for c in row if c["accuracy"]["status"] == "ok"]
+            accs = [f"{c['accuracy']['value']:.2f}" if c in ok else "OOM" for c in row]
+            means = [sum(c[m.name]["value"] for c in ok) / len(ok) if ok else float("nan") for m in self.metrics]
+            ratio = f"{n / train_len:g}" if train_len else "—"
+            table.rows.append([str(n), ratio, *accs, *(f"{m:.2f}" for m in means)])
+        return table
+
+    def reading(self, records, variants, train_len) -> list[str]:
+        acc = mean_by(records, self.name, "accuracy")
+        if not acc:
+            return []
+        name = self.name.capitalize()
+        lengths = sorted({n for _, n in acc})
+        context = {v: _context(acc, v, lengths) for v in variants}
+        parts = [f"`{v}` {context[v] if context[v] else '< ' + str(lengths[0])}" for v in variants]
+        out = [
+            f"{name} context (largest length up to which mean accuracy stays ≥ {PASSKEY_THRESHOLD:.0%}): "
+            + ", ".join(parts)
+            + "."
+        ]
+        last = lengths[-1]
+        at_last = {v: acc.get((v, last)) for v in variants if acc.get((v, last)) is not None}
+        if at_last:
+            top = max(at_last.values())
+            best = [f"`{v}`" for v, a in at_last.items() if a == top]
+            out.append(f"{name} accuracy at n = {last}: best {', '.join(best)} ({top:.2f}).")
+        return out
+
+
+def _context(acc: dict[tuple[str, int], float | None], variant: str, lengths: Sequence[int]) -> int | None:
+    """The largest length up to which every length has mean accuracy ≥ ``PASSKEY_THRESHOLD``."""
+    best = None
+    for n in lengths:
+        a = acc.get((variant, n))
+        if a is None or a < PASSKEY_THRESHOLD:
+            break
+        best = n
+    return best

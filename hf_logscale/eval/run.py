@@ -1,27 +1,26 @@
-"""The evaluation driver: a task over a grid of cells (length × depth), each finished cell appended to the result
-store, finished cells skipped on a re-run, an out-of-memory cell recorded as such while the rest goes on."""
+"""The evaluation driver: a task (from the registry) over a grid of cells (length × depth), each finished cell
+appended to the result store, finished cells skipped on a re-run, an out-of-memory cell recorded as such while the
+rest goes on."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ..distributed import current
 from ..models import train_length
+from ..patching import patched
 from ..results import ResultStore, cell_id, versions
-from .batching import OutOfMemory
+from ..variants import Variant
+from . import tasks as _tasks  # noqa: F401  (registers the tasks)
+from .batching import OutOfMemory, input_device
+from .task import get_task
 
-__all__ = ["METRICS", "TASKS", "EvalSpec", "evaluate", "parse_depths", "parse_lengths"]
+__all__ = ["EvalSpec", "Progress", "evaluate", "parse_depths", "parse_lengths", "run_eval"]
 
-TASKS = ("ppl", "passkey", "needle")
-METRICS = {
-    "ppl": ("perplexity", "nll", "bits_per_byte"),
-    "passkey": ("accuracy", "tf_accuracy", "tf_token_accuracy", "tf_logprob"),
-    "needle": ("accuracy", "tf_accuracy", "tf_token_accuracy", "tf_logprob"),
-}
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total items) -> advance(k)
 
@@ -64,7 +63,8 @@ def parse_depths(text: str) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """What to measure; every field that changes a result is part of the cells' identity (resume)."""
+    """What to measure: a registered task, lengths, and the settings the tasks read; the fields a task declares
+    as its settings are part of its cells' identity (resume)."""
 
     task: str
     lengths: tuple[int, ...]
@@ -80,22 +80,9 @@ class EvalSpec:
     max_new_tokens: int = 10
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; use one of {', '.join(TASKS)}")
+        get_task(self.task)
         if not self.lengths:
             raise ValueError("no lengths to evaluate")
-
-    def settings(self) -> dict[str, Any]:
-        s = {"dataset": self.dataset, "field": self.field, "split": self.split}
-        if self.task == "ppl":
-            return {**s, "mode": self.mode, "stride": self.stride, "max_documents": self.max_documents}
-        retrieval = {"trials": self.trials, "seed": self.seed, "max_new_tokens": self.max_new_tokens}
-        return retrieval if self.task == "passkey" else {**s, **retrieval}
-
-    def cells(self) -> list[tuple[int, float | None]]:
-        if self.task == "ppl":
-            return [(n, None) for n in self.lengths]
-        return [(n, d) for n in self.lengths for d in self.depths]
 
 
 def evaluate(
@@ -109,42 +96,61 @@ def evaluate(
     batch_size: int | str | None = "auto",
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``spec`` on ``model`` into ``store``; returns the records of every cell of the grid (resumed ones
-    included), in grid order."""
+    """Run ``spec`` on ``model`` as it is into ``store``, its records labelled ``variant``; returns the records of
+    every cell of the grid (resumed ones included), in grid order."""
     if tokenizer is None:
         raise ValueError("evaluation needs a tokenizer; the model folder has none")
-    dataset = spec.dataset if spec.task != "passkey" else "passkey-template"
+    task = get_task(spec.task)
+    settings, dataset = task.settings(spec), task.dataset(spec)
     cells = [
-        {"model": model_name, "variant": variant, "task": spec.task, "dataset": dataset, "length": n, "depth": d,
-         "settings": spec.settings()}
-        for n, d in spec.cells()
-    ]  # fmt: skip
+        {
+            "model": model_name,
+            "variant": variant,
+            "task": task.name,
+            "dataset": dataset,
+            "length": n,
+            "depth": d,
+            "settings": settings,
+        }
+        for n, d in task.cells(spec)
+    ]
     dist = current()  # under `accelerate launch`: every process computes its share, the main process writes
     done = dist.broadcast(store.finished() if dist.main else None)
     todo = [c for c in cells if cell_id(c) not in done]
     if not dist.main:
         progress = None
-    data = _prepare(tokenizer, spec, sorted({c["length"] for c in todo})) if todo else None
+    data = task.prepare(tokenizer, spec, sorted({c["length"] for c in todo})) if todo else None
     tl = train_length(model)
-    meta = {"seed": spec.seed, "versions": versions(), "device": str(_device(model)), "dtype": str(model.dtype),
-            "train_len": tl.value if tl else None, "train_len_source": tl.source if tl else None}  # fmt: skip
+    meta = {
+        "seed": spec.seed,
+        "versions": versions(),
+        "device": str(input_device(model)),
+        "dtype": str(model.dtype),
+        "train_len": tl.value if tl else None,
+        "train_len_source": tl.source if tl else None,
+    }
     for cell in todo:
         n, d = cell["length"], cell["depth"]
-        items = data["windows"](n) if spec.task == "ppl" else spec.trials
-        label = f"{spec.task} n={n}" + (f" depth={d:g}" if d is not None else "")
-        advance = _scaled(progress(label, items), dist.world) if progress else None
+        label = f"{task.name} n={n}" + (f" depth={d:g}" if d is not None else "")
+        advance = _scaled(progress(label, task.items(data, spec, n)), dist.world) if progress else None
         t0 = time.perf_counter()
         try:
-            metrics, counts, per_metric = _run_cell(model, tokenizer, spec, data, n, d, batch_size, advance)
-            status = "ok"
+            result = task.run(model, tokenizer, spec, data, n, d, batch_size, advance)
+            metrics, counts, per_metric, status = result.metrics, result.counts, result.per_metric, "ok"
         except OutOfMemory:
-            metrics = {m: None for m in METRICS[spec.task]}
+            metrics = {m.name: None for m in task.metrics}
             counts, per_metric, status = {}, {}, "oom"
         if dist.main:
             store.add(
-                cell, metrics, status=status, counts=counts, seconds=round(time.perf_counter() - t0, 3),
-                per_metric=per_metric, **meta, processes=dist.world,
-            )  # fmt: skip
+                cell,
+                metrics,
+                status=status,
+                counts=counts,
+                seconds=round(time.perf_counter() - t0, 3),
+                per_metric=per_metric,
+                **meta,
+                processes=dist.world,
+            )
     if not dist.main:
         return dist.broadcast(None)
     store.write_summary()
@@ -153,76 +159,42 @@ def evaluate(
     return dist.broadcast(found)
 
 
+def run_eval(
+    model: Any,
+    tokenizer: Any,
+    variant: Variant,
+    spec: EvalSpec,
+    store: ResultStore,
+    *,
+    model_name: str,
+    batch_size: int | str | None = "auto",
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """``evaluate`` under ``variant`` (applied for the run, removed after; ``none`` runs the model as it is)."""
+    if variant.spec == "none":
+        return evaluate(
+            model,
+            tokenizer,
+            spec,
+            store,
+            model_name=model_name,
+            variant=variant.label,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    with patched(model, variant):
+        return evaluate(
+            model,
+            tokenizer,
+            spec,
+            store,
+            model_name=model_name,
+            variant=variant.label,
+            batch_size=batch_size,
+            progress=progress,
+        )
+
+
 def _scaled(advance: Callable[[int], None], world: int) -> Callable[[int], None]:
     """The main process sees its own share of the items; the others advance at the same pace."""
     return advance if world == 1 else (lambda k: advance(k * world))
-
-
-def _device(model: Any):
-    from .batching import input_device
-
-    return input_device(model)
-
-
-def _prepare(tokenizer: Any, spec: EvalSpec, lengths: list[int]) -> dict[str, Any]:
-    """Load and tokenise the data once; fail before any work if a length is more than the data can supply."""
-    if spec.task == "passkey":
-        from ..data.passkey import min_length
-
-        if lengths[0] < min_length(tokenizer):
-            raise ValueError(f"a passkey prompt needs at least {min_length(tokenizer)} tokens; got length {lengths[0]}")
-        return {}
-    from ..data.sources import load_documents
-
-    docs = load_documents(spec.dataset, field=spec.field, split=spec.split)
-    if spec.task == "needle":
-        from .needle import Haystack
-
-        haystack = Haystack(tokenizer, [d.text for d in docs])
-        if lengths[-1] > haystack.tokens:
-            raise ValueError(
-                f"dataset {spec.dataset!r} has {haystack.tokens} tokens of haystack; length {lengths[-1]} needs more"
-            )
-        return {"haystack": haystack}
-    from .perplexity import perplexity_windows, tokenize_documents
-
-    tokens = tokenize_documents(tokenizer, [d.text for d in docs])
-
-    def windows(n: int) -> int:
-        w, _, _ = perplexity_windows(tokens, n, spec.mode, spec.stride, tokenizer.bos_token_id, spec.max_documents)
-        return len(w)
-
-    too_long = [n for n in lengths if not windows(n)]
-    if too_long:
-        longest = max((len(t) for t in tokens), default=0)
-        raise ValueError(
-            f"no document of {spec.dataset!r} is long enough for length {too_long[0]} ({len(tokens)} documents, "
-            f"longest {longest} tokens); drop lengths ≥ {too_long[0]} or use longer documents"
-        )
-    return {"tokens": tokens, "windows": windows}
-
-
-def _run_cell(model, tokenizer, spec: EvalSpec, data, n: int, depth: float | None, batch_size, advance):
-    if spec.task == "ppl":
-        from .perplexity import perplexity
-
-        r = perplexity(
-            model, tokenizer, data["tokens"], n, mode=spec.mode, stride=spec.stride, batch_size=batch_size,
-            max_documents=spec.max_documents, advance=advance,
-        )  # fmt: skip
-        metrics = {"perplexity": r.perplexity, "nll": r.nll, "bits_per_byte": r.bits_per_byte}
-        counts = {"tokens": r.tokens, "bytes": r.bytes, "documents": r.documents, "skipped": r.skipped,
-                  "windows": r.windows}  # fmt: skip
-        return metrics, counts, {"nll": {"curve": r.curve}}
-    kwargs = dict(trials=spec.trials, seed=spec.seed, batch_size=batch_size, max_new_tokens=spec.max_new_tokens)
-    if spec.task == "passkey":
-        from .passkey import passkey
-
-        r = passkey(model, tokenizer, n, depth, advance=advance, **kwargs)
-    else:
-        from .needle import needle
-
-        r = needle(model, tokenizer, data["haystack"], n, depth, advance=advance, **kwargs)
-    metrics = {m: getattr(r, m) for m in METRICS[spec.task]}
-    trials = [asdict(t) for t in r.trials]
-    return metrics, {"trials": len(r.trials)}, {"accuracy": {"trials": trials}}

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import transformers
 
-from .. import __version__
+from .._version import __version__
 from ..config import LogScaleConfig
 from ..rope import RopeState, adopt_rope, apply_rope, restore_rope
 from ..schemes import Scheme

@@ -33,8 +33,9 @@ def _plt():
 
 def plot_phase(grids: Sequence[Grid], path: Path, title: str | None = None) -> Path:
     plt = _plt()
-    fig, axes = plt.subplots(1, len(grids), figsize=(4.3 * len(grids) + 1.2, 4.0), dpi=130, squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(grids), figsize=(4.3 * len(grids) + 1.2, 4.0), dpi=130, squeeze=False, layout="constrained"
+    )
     # λ, A_ii and cosines live in [0, 1]; η's large-d plateau is (1 − 1/d)/q ≤ 1/q, and at small d a token of tiny norm
     # (1/|x| in the pre-norm Jacobian) can push single points far above it: clip those instead of rescaling the map
     bounded = grids[0].metric != "entropy"
@@ -48,8 +49,11 @@ def plot_phase(grids: Sequence[Grid], path: Path, title: str | None = None) -> P
         crit = torch.ones_like(fine) if g.relative else 1 / (1 - fine)
         inside = crit <= float(ys.max())
         ax.plot(fine[inside], crit[inside], "w--", lw=1.5, label="γ = γ_c = 1/(1−ρ)")
-        ax.set(xlabel="ρ (token cosine)", ylabel="γ / γ_c" if g.relative else "γ  (β_n = γ ln n)",
-               title=f"d = {g.d}, n = {g.n}" + (f", α = {g.alpha:g}" if g.alpha else ""))  # fmt: skip
+        ax.set(
+            xlabel="ρ (token cosine)",
+            ylabel="γ / γ_c" if g.relative else "γ  (β_n = γ ln n)",
+            title=f"d = {g.d}, n = {g.n}" + (f", α = {g.alpha:g}" if g.alpha else ""),
+        )
         ax.set_ylim(float(ys.min()), float(ys.max()))
         ax.legend(loc="upper left", fontsize=7, framealpha=0.6)
     over = bounded and any(float(g.values.max()) > vmax for g in grids)
@@ -61,9 +65,14 @@ def plot_phase(grids: Sequence[Grid], path: Path, title: str | None = None) -> P
 
 
 def plot_sweep(
-    values: dict[int, torch.Tensor], ratios: Sequence[float], rho: float, metric: str, path: Path, alpha: float = 0.0,
+    values: dict[int, torch.Tensor],
+    ratios: Sequence[float],
+    rho: float,
+    metric: str,
+    path: Path,
+    alpha: float = 0.0,
     d: int | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=130)
     for i, (n, v) in enumerate(sorted(values.items())):

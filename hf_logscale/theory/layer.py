@@ -76,9 +76,13 @@ def jvp(x: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, alpha: float = 0.0
 
 
 def eta(
-    x: torch.Tensor, gammas: Sequence[float], alpha: float = 0.0, probes: int = 2, seed: int = 0,
+    x: torch.Tensor,
+    gammas: Sequence[float],
+    alpha: float = 0.0,
+    probes: int = 2,
+    seed: int = 0,
     dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Hutchinson estimate of η = ‖∂X'/∂X‖_F² / (n d) for each γ: the mean of ‖J v‖² / (n d) over Gaussian probes
     v ~ N(0, I) (the same probes for every γ). float32 by default: η is not a small difference."""
     n, d = x.shape
@@ -87,8 +91,10 @@ def eta(
     v = torch.randn(probes, n, d, generator=g, dtype=torch.float64).to(dtype)
     betas = _betas(gammas, n, dtype)
     step = max(1, CHUNK_ELEMENTS // (n * n * max(1, probes)))
-    out = [jvp(x, v, betas[s : s + step], alpha).pow(2).sum((-1, -2)).mean(-1) / (n * d)
-           for s in range(0, len(betas), step)]  # fmt: skip
+    out = [
+        jvp(x, v, betas[s : s + step], alpha).pow(2).sum((-1, -2)).mean(-1) / (n * d)
+        for s in range(0, len(betas), step)
+    ]
     return torch.cat(out).double()
 
 

@@ -8,14 +8,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .closed_form import gamma_c
+from .closed_form import gamma_c, limits, simplex_exact
 from .layer import eta, metrics
 from .tokens import gaussian_tokens, simplex_tokens
 
-__all__ = ["METRICS", "Grid", "phase_diagram", "sweep_n", "write_csv"]
+__all__ = ["METRICS", "Grid", "phase_diagram", "point", "sweep_dimension", "sweep_n", "write_csv", "write_sweep_csv"]
 
 METRICS = ("lambda", "eta", "self_weight", "output_cosine", "entropy")
 
@@ -38,9 +39,14 @@ class Grid:
     extra: dict = field(default_factory=dict)
 
 
+def sweep_dimension(kind: str, n: int, d: int | None) -> int:
+    """The dimension n tokens of ``kind`` live in: simplex tokens need d ≥ n (d = n when not given)."""
+    return max(d or n, n) if kind == "simplex" else (d or n)
+
+
 def _tokens(kind: str, n: int, d: int, rho: float, seed: int):
     if kind == "simplex":
-        return simplex_tokens(n, rho, d=max(d, n))
+        return simplex_tokens(n, rho, d=sweep_dimension(kind, n, d))
     if kind == "gaussian":
         return gaussian_tokens(n, d, rho, seed)
     raise ValueError(f"`tokens` must be gaussian or simplex, got {kind!r}")
@@ -79,8 +85,18 @@ def phase_diagram(
         cos.append(tok.mean_cosine)
         if advance:
             advance(1)
-    return Grid(metric, n, d, alpha, list(rhos), torch.tensor(grid, dtype=torch.float64), torch.stack(rows),
-                cos, relative, time.perf_counter() - t0)  # fmt: skip
+    return Grid(
+        metric,
+        n,
+        d,
+        alpha,
+        list(rhos),
+        torch.tensor(grid, dtype=torch.float64),
+        torch.stack(rows),
+        cos,
+        relative,
+        time.perf_counter() - t0,
+    )
 
 
 def sweep_n(
@@ -99,7 +115,7 @@ def sweep_n(
     sharpens as n grows."""
     out = {}
     for n in ns:
-        tok = _tokens(tokens, n, d or n, rho, seed)
+        tok = _tokens(tokens, n, sweep_dimension(tokens, n, d), rho, seed)
         out[n] = _values(metric, tok.x, [r * gamma_c(rho) for r in ratios], alpha, probes, seed)
     return out
 
@@ -114,7 +130,70 @@ def write_csv(grids: Sequence[Grid], path: Path) -> Path:
             for i, rho in enumerate(g.rhos):
                 for j in range(g.gammas.shape[1]):
                     gamma = float(g.gammas[i, j])
-                    w.writerow([g.metric, g.n, g.d, g.alpha, rho, f"{g.mean_cosines[i]:.6f}", f"{gamma:.6g}",
-                                f"{gamma / gamma_c(rho):.6g}", f"{float(g.values[i, j]):.10g}"])  # fmt: skip
+                    w.writerow(
+                        [
+                            g.metric,
+                            g.n,
+                            g.d,
+                            g.alpha,
+                            rho,
+                            f"{g.mean_cosines[i]:.6f}",
+                            f"{gamma:.6g}",
+                            f"{gamma / gamma_c(rho):.6g}",
+                            f"{float(g.values[i, j]):.10g}",
+                        ]
+                    )
     tmp.replace(path)
     return path
+
+
+def write_sweep_csv(
+    values: dict[int, torch.Tensor],
+    ratios: Sequence[float],
+    path: Path,
+    *,
+    metric: str,
+    rho: float,
+    alpha: float,
+    d: int | None,
+    tokens: str,
+) -> Path:
+    """One row per (n, γ/γ_c) of a ``sweep_n`` result: metric, n, the dimension used, ρ, α, γ/γ_c, value."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["metric", "n", "d", "rho", "alpha", "gamma_over_gamma_c", "value"])
+        for n, v in values.items():
+            dim = sweep_dimension(tokens, n, d)
+            w.writerows([metric, n, dim, rho, alpha, r, f"{float(x):.10g}"] for r, x in zip(ratios, v, strict=True))
+    tmp.replace(path)
+    return path
+
+
+def point(
+    rho: float,
+    gamma: float,
+    n: int,
+    d: int | None = None,
+    *,
+    alpha: float = 0.0,
+    tokens: str = "simplex",
+    seed: int = 0,
+    probes: int = 8,
+) -> dict[str, Any]:
+    """Every metric at one (ρ, γ) next to the exact finite-n closed form (simplex tokens) and the n → ∞ limit:
+    ``{"simulated": {...}, "exact": {...}, "limit": {...}, "regime", "d", "mean_cosine", "gamma_over_gamma_c"}``."""
+    dim = d or n
+    tok = simplex_tokens(n, rho, d=dim) if tokens == "simplex" else gaussian_tokens(n, dim, rho, seed)
+    sim = {k: float(v[0]) for k, v in metrics(tok.x, [gamma], alpha).items()}
+    sim["eta"] = float(eta(tok.x, [gamma], alpha, probes=probes, seed=seed)[0])
+    lim = limits(gamma, rho, alpha, d=dim)
+    return {
+        "simulated": sim,
+        "exact": simplex_exact(n, rho, gamma, alpha) if tokens == "simplex" else {},
+        "limit": lim,
+        "regime": lim["regime"],
+        "d": dim,
+        "mean_cosine": tok.mean_cosine,
+        "gamma_over_gamma_c": gamma / gamma_c(rho),
+    }

@@ -1,4 +1,4 @@
-"""Needle in a haystack at one (length, depth) cell: real text from a corpus as the haystack, a needle sentence
+"""The needle-in-a-haystack task at one (length, depth) cell: real text from a corpus as the haystack, a needle sentence
 holding a random integer key inserted whole at the sentence boundary nearest the requested depth, the question at
 the end; exact-match scoring (the first integer of the greedy answer equals the key) plus teacher forcing.
 
@@ -16,11 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.passkey import KEY_RANGE, NEEDLE, QUESTION
-from .passkey import RetrievalResult, cell_rng
-from .retrieval import score_all
+from ...data.passkey import KEY_RANGE, NEEDLE, QUESTION
+from ...data.sources import load_documents
+from ..retrieval import RetrievalResult, RetrievalTask, cell_rng, score_all
+from ..task import CellResult, Figure, register_task
 
-__all__ = ["Haystack", "NeedlePrompt", "build_needle", "needle"]
+__all__ = ["Haystack", "Needle", "NeedlePrompt", "build_needle", "needle"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -122,3 +123,38 @@ def needle(
         prompts.append(build_needle(tokenizer, haystack, length, depth, key, offset, needle_text, question))
     scored = score_all(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, advance=advance)
     return RetrievalResult(length, depth, scored)
+
+
+@register_task
+class Needle(RetrievalTask):
+    name = "needle"
+    title = "Needle retrieval"
+    description = "a key sentence in real text (the corpus as haystack), lengths × depths"
+    settings_fields = ("dataset", "field", "split", "trials", "seed", "max_new_tokens")
+    figures = (Figure("heatmap", "accuracy", "Needle accuracy (length × depth)", "needle_heatmap.png"),)
+
+    def prepare(self, tokenizer: Any, spec, lengths: Sequence[int]) -> Haystack:
+        haystack = Haystack(
+            tokenizer, [d.text for d in load_documents(spec.dataset, field=spec.field, split=spec.split)]
+        )
+        if max(lengths) > haystack.tokens:
+            raise ValueError(
+                f"dataset {spec.dataset!r} has {haystack.tokens} tokens of haystack; length {max(lengths)} needs more"
+            )
+        return haystack
+
+    def run(self, model, tokenizer, spec, data, length, depth, batch_size, advance) -> CellResult:
+        return self.result(
+            needle(
+                model,
+                tokenizer,
+                data,
+                length,
+                depth,
+                trials=spec.trials,
+                seed=spec.seed,
+                batch_size=batch_size,
+                max_new_tokens=spec.max_new_tokens,
+                advance=advance,
+            )
+        )

@@ -1,6 +1,6 @@
-"""Figures from result records (matplotlib, Agg): perplexity vs length per variant, retrieval heatmaps
-(length × depth) per variant, per-position loss curves. Titled, labelled, log-2 length axes, the training length
-marked."""
+"""Figures from result records (matplotlib, Agg), of the kinds tasks declare: a metric vs length per variant
+(``lines``), accuracy heatmaps length × depth per variant (``heatmap``), per-position loss curves
+(``positions``). Titled, labelled, log-2 length axes, the training length marked."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_perplexity", "plot_position_curves", "plot_retrieval_heatmaps"]
+from ..eval.task import TASKS, Figure, Task
+from ..tables import mean_by
+
+__all__ = ["make_figures", "plot_heatmaps", "plot_lines", "plot_position_curves"]
 
 
 def _plt():
@@ -38,13 +41,30 @@ def _length_axis(ax, lengths: Sequence[int], train_len: int | None) -> None:
     ax.minorticks_off()
     if train_len:
         ax.axvline(train_len, color="0.4", ls="--", lw=1)
-        ax.text(train_len, 1.0, " training length L", transform=ax.get_xaxis_transform(), va="top", fontsize=8,
-                color="0.3")  # fmt: skip
+        ax.text(
+            train_len, 1.0, " training length L", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="0.3"
+        )
 
 
-def plot_perplexity(records, variants: Sequence[str], train_len: int | None, path: Path, title: str) -> Path:
+def make_figures(records, variants: Sequence[str], train_len: int | None, out: Path, name: str) -> dict[str, Path]:
+    """Every figure the tasks in ``records`` declare, written into ``out``: caption → path."""
+    present = {r["task"] for r in records}
+    figures: dict[str, Path] = {}
+    for task in TASKS.values():
+        if task.name not in present:
+            continue
+        for fig in task.figures:
+            draw = {"lines": plot_lines, "heatmap": plot_heatmaps, "positions": plot_position_curves}[fig.kind]
+            title = f"{name}: {fig.caption[0].lower()}{fig.caption[1:]}"
+            figures[fig.caption] = draw(records, variants, train_len, task, fig, out / fig.filename, title)
+    return figures
+
+
+def plot_lines(records, variants, train_len, task: Task, fig_spec: Figure, path: Path, title: str) -> Path:
+    """The metric against context length, one line per variant (mean over depths), ``none`` in black."""
     plt = _plt()
-    vals = _values(records, "ppl", "perplexity")
+    means = mean_by(records, task.name, fig_spec.metric)
+    vals = {(v, n, None): x for (v, n), x in means.items() if x is not None}
     lengths = sorted({n for _, n, _ in vals})
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=130)
     for i, v in enumerate(variants):
@@ -53,14 +73,17 @@ def plot_perplexity(records, variants: Sequence[str], train_len: int | None, pat
             style = dict(color="black", lw=2.2) if v == "none" else dict(color=f"C{i % 10}", lw=1.4)
             ax.plot(*zip(*pts, strict=True), marker="o", ms=3.5, label=v, **style)
     _length_axis(ax, lengths, train_len)
-    ax.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter
+    label = task.metric(fig_spec.metric).label
+    if fig_spec.log_scale:
+        from matplotlib.ticker import FuncFormatter
 
-    plain = FuncFormatter(lambda y, _: f"{y:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
-    ax.set(xlabel="context length n (tokens)", ylabel="perplexity (log scale)", title=title)
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda y, _: f"{y:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        label += " (log scale)"
+    ax.set(xlabel="context length n (tokens)", ylabel=label, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="variant", title_fontsize=8)
     fig.tight_layout()
@@ -69,9 +92,10 @@ def plot_perplexity(records, variants: Sequence[str], train_len: int | None, pat
     return path
 
 
-def plot_retrieval_heatmaps(records, variants: Sequence[str], task: str, path: Path, title: str) -> Path:
+def plot_heatmaps(records, variants, train_len, task: Task, fig_spec: Figure, path: Path, title: str) -> Path:
+    """The metric (in [0, 1]) over length × depth, one panel per variant."""
     plt = _plt()
-    vals = _values(records, task, "accuracy")
+    vals = _values(records, task.name, fig_spec.metric)
     lengths = sorted({n for _, n, _ in vals})
     depths = sorted({d for _, _, d in vals})
     shown = [v for v in variants if any(k[0] == v for k in vals)]
@@ -96,20 +120,21 @@ def plot_retrieval_heatmaps(records, variants: Sequence[str], task: str, path: P
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="accuracy")
+        fig.colorbar(image, ax=axes, shrink=0.8, label=task.metric(fig_spec.metric).label)
     fig.suptitle(title, fontsize=10)
     fig.savefig(path)
     plt.close(fig)
     return path
 
 
-def plot_position_curves(records, variants: Sequence[str], train_len: int | None, path: Path, title: str) -> Path:
-    """Per-position NLL (bucketed at powers of two) for the longest lengths, one curve per variant."""
+def plot_position_curves(records, variants, train_len, task: Task, fig_spec: Figure, path: Path, title: str) -> Path:
+    """The per-position curve stored with a metric (bucketed at powers of two) for the three longest lengths, one
+    line per variant."""
     plt = _plt()
     curves = {
         (r["variant"], r["length"]): r["curve"]
         for r in records
-        if r["task"] == "ppl" and r["metric"] == "nll" and r.get("curve")
+        if r["task"] == task.name and r["metric"] == fig_spec.metric and r.get("curve")
     }
     lengths = sorted({n for _, n in curves})[-3:]
     fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths) + 1.5, 3.8), dpi=130, squeeze=False)
@@ -124,7 +149,11 @@ def plot_position_curves(records, variants: Sequence[str], train_len: int | None
         ax.set_xscale("log", base=2)
         if train_len:
             ax.axvline(train_len, color="0.4", ls="--", lw=1)
-        ax.set(xlabel="position in the window (tokens, bucket end)", ylabel="mean NLL (nats)", title=f"n = {n}")
+        ax.set(
+            xlabel="position in the window (tokens, bucket end)",
+            ylabel=f"mean {task.metric(fig_spec.metric).label}",
+            title=f"n = {n}",
+        )
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="variant", title_fontsize=7)
     fig.suptitle(title, fontsize=10)

@@ -1,0 +1,120 @@
+"""``hf-logscale compare``: the main job, variants × tasks × lengths on one model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import load_model
+from .options import (
+    AttnOpt,
+    BatchOpt,
+    DatasetOpt,
+    DepthsOpt,
+    DeviceMapOpt,
+    DeviceOpt,
+    DType,
+    DTypeOpt,
+    FieldOpt,
+    LengthsOpt,
+    MaxDocumentsOpt,
+    Mode,
+    ModelOpt,
+    ModeOpt,
+    SeedOpt,
+    SplitOpt,
+    StrideOpt,
+    TrialsOpt,
+    parse_batch_size,
+)
+from .options import variants as parse_variants
+from .render import Progress, err, out, print_table
+
+__all__ = ["compare"]
+
+
+def compare(
+    model: ModelOpt = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated variant specs or @recipes (default: none, logn, critical:tau=0.5, "
+            "critical:tau=2, ssmax and three YaRN settings with F covering the largest length)."
+        ),
+    ] = None,
+    tasks: Annotated[str, typer.Option(help="Comma-separated: ppl, passkey, needle.")] = "ppl,passkey",
+    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
+    depths: DepthsOpt = "0,0.25,0.5,0.75,1",
+    trials: TrialsOpt = 10,
+    seed: SeedOpt = 0,
+    dataset: DatasetOpt = "sample",
+    field: FieldOpt = None,
+    split: SplitOpt = None,
+    mode: ModeOpt = Mode.truncate,
+    stride: StrideOpt = None,
+    max_documents: MaxDocumentsOpt = None,
+    batch_size: BatchOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    device_map: DeviceMapOpt = None,
+    attn: AttnOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (results, report, figures).")] = Path(
+        "compare-results"
+    ),
+) -> None:
+    """The main job: variants × tasks × lengths on one model; results.jsonl, summary.csv, report.md, figures.
+
+    Example: hf-logscale compare  (the reference model, offline; add --model Qwen/Qwen2.5-7B --device-map auto)
+    """
+    from ..compare import default_variants, run_compare, write_outputs
+    from ..eval import EvalSpec, get_task, parse_depths, parse_lengths
+    from ..results import ResultStore
+    from ..tables import grid
+
+    task_list = [get_task(t.strip()) for t in tasks.split(",") if t.strip()]
+    if stride is not None and mode is not Mode.sliding:
+        raise ValueError("--stride goes with --mode sliding")
+    chosen = parse_variants(variants) if variants is not None else None  # checked before the (slow) model load
+    size = parse_batch_size(batch_size)
+    settings = dict(
+        depths=parse_depths(depths),
+        trials=trials,
+        seed=seed,
+        dataset=dataset,
+        field=field,
+        split=split,
+        mode=mode.value,
+        stride=stride,
+        max_documents=max_documents,
+    )
+    net, tok, tl = load_model(model, dtype, device, attn, device_map)
+    L = tl.value if tl else None
+    lens = parse_lengths(lengths, L)
+    chosen = chosen or default_variants(lens[-1], L or lens[-1])
+    specs = [EvalSpec(task=t.name, lengths=lens, **settings) for t in task_list]
+    name, store = model or "reference", ResultStore(out_dir)
+    err.print(
+        f"tasks {', '.join(t.name for t in task_list)}; lengths {', '.join(map(str, lens))}; results → {store.dir}"
+    )
+    err.print("variants " + ", ".join(v.label for v in chosen))
+    with Progress() as bar:
+        result = run_compare(
+            net, tok, chosen, specs, store, model_name=name, batch_size=size, progress=bar, log=err.print
+        )
+    report = write_outputs(
+        result,
+        store.dir,
+        model_name=name,
+        train_len=L,
+        command="hf-logscale " + " ".join(sys.argv[1:]),
+        settings={"tasks": tasks, "lengths": ", ".join(map(str, lens)), **settings},
+    )
+    for t in task_list:
+        title = f"{t.title}: {t.headline}" + (" (mean over depths)" if t.uses_depths else "")
+        table = grid(result.records, result.variants, t.name, t.headline, title, train_len=L)
+        if table is not None:
+            print_table(table)
+    out.print(f"Report: {report} (figures beside it); records: {store.path}")

@@ -1,0 +1,98 @@
+"""``hf-logscale diagnose`` and ``hf-logscale calibrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import load_model
+from .options import AttnOpt, DatasetOpt, DeviceOpt, DType, DTypeOpt, LengthsOpt, ModelOpt
+from .options import variants as parse_variants
+from .render import Progress, err, out, print_table
+
+__all__ = ["calibrate", "diagnose"]
+
+WindowsOpt = Annotated[int, typer.Option(min=1, help="Windows of held-out text per length.")]
+
+
+def diagnose(
+    model: ModelOpt = None,
+    variants: Annotated[str, typer.Option(help="Comma-separated variant specs or @recipes.")] = (
+        "none,logn,critical:tau=0.5,critical:tau=2"
+    ),
+    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
+    windows: WindowsOpt = 2,
+    dataset: DatasetOpt = "sample",
+    gradients: Annotated[bool, typer.Option(help="Also measure gradient norms (a backward pass per window).")] = True,
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for diagnostics.json and figures.")] = Path(
+        "diagnostics"
+    ),
+) -> None:
+    """Attention entropy vs the number of keys per layer, token collapse and gradient flow vs length, per variant.
+
+    Example: hf-logscale diagnose --variants none,logn,critical:tau=2
+    """
+    from ..data.sources import load_documents
+    from ..diagnostics import run_diagnose
+    from ..eval import parse_lengths
+
+    chosen = parse_variants(variants)
+    net, tok, tl = load_model(model, dtype, device, attn)
+    lens = parse_lengths(lengths, tl.value if tl else None)
+    texts = [d.text for d in load_documents(dataset)]
+    with Progress() as bar:
+        diag = run_diagnose(
+            net,
+            tok,
+            texts,
+            chosen,
+            lens,
+            windows=windows,
+            gradients=gradients,
+            advance=bar("variants × lengths", len(chosen) * len(lens)),
+        )
+    files = diag.write(out_dir, model or "reference", tl.value if tl else None)
+    print_table(diag.entropy_table())
+    out.print("Wrote " + ", ".join(str(f) for f in files))
+
+
+def calibrate(
+    model: ModelOpt = None,
+    lengths: Annotated[str, typer.Option(help="Lengths to match (beyond L): 2x,4x or 512,1k.")] = "2x,4x,8x,16x",
+    per_layer: Annotated[bool, typer.Option(help="Also fit τ for each layer alone (reported).")] = False,
+    windows: WindowsOpt = 2,
+    dataset: DatasetOpt = "sample",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_file: Annotated[Path, typer.Option("--out", help="Recipe file to write.")] = Path("calibrated.toml"),
+) -> None:
+    """Fit τ of the critical scheme so attention entropy beyond L matches the model's own at L; write a recipe.
+
+    Example: hf-logscale calibrate --out calibrated.toml, then hf-logscale compare --variants none,logn,@calibrated.toml
+    """
+    from ..data.sources import load_documents
+    from ..diagnostics import calibrate as fit
+    from ..diagnostics import calibrate_layers, layers_table, token_windows
+    from ..eval import parse_lengths
+    from ..results import write_atomic
+
+    if out_file.suffix != ".toml":
+        raise ValueError(f"--out must be a .toml recipe file, got {out_file}")
+    net, tok, tl = load_model(model, dtype, device, attn)
+    if tl is None:
+        raise ValueError("the model config states no training length; calibration needs one (--train-len)")
+    lens = parse_lengths(lengths, tl.value)
+    ws = token_windows(tok, [d.text for d in load_documents(dataset)], max(lens), windows)
+    result = fit(net, ws, lens, tl.value, log=err.print)
+    print_table(result.table(tl.value))
+    if per_layer:
+        print_table(layers_table(calibrate_layers(net, ws, lens, tl.value, log=err.print)))
+    desc = f"critical τ calibrated on {model or 'the reference model'}: attention entropy at {list(lens)} matched to L"
+    write_atomic(out_file, result.recipe(tl.value, desc))
+    out.print(f"Wrote {out_file}: use it as --recipe {out_file} or in --variants @{out_file}")

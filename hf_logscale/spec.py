@@ -1,0 +1,54 @@
+"""The text forms of settings: ``key=value`` lists as the variant grammar, ``--param`` and lm-eval's model args
+write them. One parser and one formatter for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["format_params", "parse_items", "parse_value"]
+
+
+def parse_value(text: str, where: str) -> int | float | bool:
+    """``true``/``false``, an integer or a float; anything else raises with ``where`` (the field) in the message."""
+    t = text.strip()
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        raise ValueError(f"{where}: value {text!r} is not a number or true/false") from None
+
+
+def parse_items(items: list[str], where: str, *, strings: bool = False) -> dict[str, Any]:
+    """``["k=v", ...]`` → ``{k: value}``. Values are numbers or booleans; with ``strings`` any other text is kept
+    as a string (lm-eval's model args take names and paths)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{where}: expected key=value, got {item.strip()!r}")
+        try:
+            out[key.strip()] = parse_value(val, f"{where} {key.strip()}")
+        except ValueError:
+            if not strings:
+                raise
+            out[key.strip()] = val.strip()
+    return out
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    """``{k: v}`` → ``k=v,k=v`` in the grammar ``parse_items`` reads (lists as ``[a b c]``)."""
+    return ",".join(f"{k}={_fmt(v)}" for k, v in params.items())
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (list, tuple)):
+        return "[" + " ".join(map(str, v)) + "]"
+    return repr(v) if isinstance(v, float) else str(v)
