@@ -76,8 +76,22 @@ def test_a_new_task_runs_through_evaluate_compare_report_and_cli(toy, tmp_path, 
     assert "| `logn` |" in text and "toy_loss.png" in text and (out / "toy_loss.png").stat().st_size > 10_000
     assert "## Perplexity" in text  # the built-in tasks are untouched
 
-    monkeypatch.setattr(sys, "argv", ["hf-logscale", "compare", "--tasks", "toy", "--variants", "none,logn",
-                                      "--lengths", "1x,2x", "--out", str(out)])  # fmt: skip
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "hf-logscale",
+            "compare",
+            "--tasks",
+            "toy",
+            "--variants",
+            "none,logn",
+            "--lengths",
+            "1x,2x",
+            "--out",
+            str(out),
+        ],
+    )
     with pytest.raises(SystemExit) as e:
         main()
     cap = capsys.readouterr()

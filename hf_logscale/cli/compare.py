@@ -31,7 +31,7 @@ from .options import (
     parse_batch_size,
 )
 from .options import variants as parse_variants
-from .render import Progress, err, out, print_table
+from .render import Progress, err, out, print_grids
 
 __all__ = ["compare"]
 
@@ -72,49 +72,25 @@ def compare(
     from ..compare import default_variants, run_compare, write_outputs
     from ..eval import EvalSpec, get_task, parse_depths, parse_lengths
     from ..results import ResultStore
-    from ..tables import grid
 
     task_list = [get_task(t.strip()) for t in tasks.split(",") if t.strip()]
     if stride is not None and mode is not Mode.sliding:
         raise ValueError("--stride goes with --mode sliding")
     chosen = parse_variants(variants) if variants is not None else None  # checked before the (slow) model load
     size = parse_batch_size(batch_size)
-    settings = dict(
-        depths=parse_depths(depths),
-        trials=trials,
-        seed=seed,
-        dataset=dataset,
-        field=field,
-        split=split,
-        mode=mode.value,
-        stride=stride,
-        max_documents=max_documents,
-    )
+    retrieval = dict(depths=parse_depths(depths), trials=trials, seed=seed)
+    settings = dict(retrieval, dataset=dataset, field=field, split=split, mode=mode.value, stride=stride)
+    settings["max_documents"] = max_documents
     net, tok, tl = load_model(model, dtype, device, attn, device_map)
     L = tl.value if tl else None
     lens = parse_lengths(lengths, L)
     chosen = chosen or default_variants(lens[-1], L or lens[-1])
     specs = [EvalSpec(task=t.name, lengths=lens, **settings) for t in task_list]
     name, store = model or "reference", ResultStore(out_dir)
-    err.print(
-        f"tasks {', '.join(t.name for t in task_list)}; lengths {', '.join(map(str, lens))}; results → {store.dir}"
-    )
-    err.print("variants " + ", ".join(v.label for v in chosen))
+    err.print(f"tasks {tasks}; lengths {', '.join(map(str, lens))}; variants {', '.join(v.label for v in chosen)}")
     with Progress() as bar:
-        result = run_compare(
-            net, tok, chosen, specs, store, model_name=name, batch_size=size, progress=bar, log=err.print
-        )
-    report = write_outputs(
-        result,
-        store.dir,
-        model_name=name,
-        train_len=L,
-        command="hf-logscale " + " ".join(sys.argv[1:]),
-        settings={"tasks": tasks, "lengths": ", ".join(map(str, lens)), **settings},
-    )
-    for t in task_list:
-        title = f"{t.title}: {t.headline}" + (" (mean over depths)" if t.uses_depths else "")
-        table = grid(result.records, result.variants, t.name, t.headline, title, train_len=L)
-        if table is not None:
-            print_table(table)
+        result = run_compare(net, tok, chosen, specs, store, model_name=name, batch_size=size, progress=bar)
+    command, shown = "hf-logscale " + " ".join(sys.argv[1:]), {"tasks": tasks, "lengths": lens, **settings}
+    report = write_outputs(result, store.dir, model_name=name, train_len=L, settings=shown, command=command)
+    print_grids(result, task_list, L)
     out.print(f"Report: {report} (figures beside it); records: {store.path}")

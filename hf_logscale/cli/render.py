@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-__all__ = ["err", "out", "Progress", "print_table", "print_patch_report", "ranges", "show_warning"]
+__all__ = ["err", "out", "Progress", "print_grids", "print_table", "print_patch_report", "ranges", "show_warning"]
 
 out = Console()  # results
 err = Console(stderr=True)  # progress and diagnostics
@@ -24,6 +24,17 @@ def print_table(table, console: Console = out) -> None:
     for row in table.rows:
         rich.add_row(*(escape(c) for c in row))
     console.print(rich)
+
+
+def print_grids(result, tasks, train_len: int | None) -> None:
+    """compare's summary: for each task, its headline metric per variant and length (mean over depths)."""
+    from ..tables import grid
+
+    for t in tasks:
+        title = f"{t.title}: {t.headline}" + (" (mean over depths)" if t.uses_depths else "")
+        table = grid(result.records, result.variants, t.name, t.headline, title, train_len=train_len)
+        if table is not None:
+            print_table(table)
 
 
 class Progress:
