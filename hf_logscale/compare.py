@@ -15,6 +15,7 @@ from typing import Any
 
 from .distributed import current
 from .eval.run import EvalSpec, Progress, run_eval
+from .patching import patched
 from .report import make_figures, write_report
 from .results import ResultStore
 from .variants import Variant, parse_variant
@@ -61,11 +62,17 @@ def run_compare(
     log: Any = None,
 ) -> CompareResult:
     """Evaluate every spec (task) under every variant; returns the records of the whole matrix."""
+    if not variants or not all(isinstance(v, Variant) for v in variants):
+        raise ValueError(f"`variants` must be a non-empty list of Variants (parse_variant), got {variants!r}")
+    if not specs or not all(isinstance(s, EvalSpec) for s in specs):
+        raise ValueError(f"`specs` must be a non-empty list of EvalSpecs, got {specs!r}")
     labels = [v.label for v in variants]
-    if not variants:
-        raise ValueError("no variants to compare")
     if len(set(labels)) != len(labels):
         raise ValueError(f"a variant is listed twice: {', '.join(labels)}")
+    for v in variants:  # an architecture or a setting this model cannot take fails now, before any cell
+        if v.spec != "none":
+            with patched(model, v):
+                pass
     records: list[dict[str, Any]] = []
     for v in variants:
         if log:

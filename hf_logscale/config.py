@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from . import checks
 from .schemes import CustomScheme, Scheme, get_scheme
 from .spec import format_params
 
@@ -41,6 +42,8 @@ class LogScaleConfig:
         layers: Sequence[int] | Callable[[int], bool] | None = None,
         **scheme_params: Any,
     ) -> None:
+        if params is not None and not isinstance(params, Mapping):
+            raise ValueError(f"`params` must be a mapping of parameter names to values, got {params!r}")
         clash = sorted(set(scheme_params) & set(params or {}))
         if clash:
             raise ValueError(f"parameter(s) {', '.join(clash)} given both as keywords and in `params`")
@@ -51,6 +54,15 @@ class LogScaleConfig:
         self.__post_init__()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.scheme, str) and not callable(self.scheme):
+            raise ValueError(
+                f"`scheme` must be a scheme name (see `hf-logscale schemes`) or a callable n -> s(n), "
+                f"got {type(self.scheme).__name__} {self.scheme!r}"
+            )
+        if self.train_len is not None:
+            checks.integer("train_len", self.train_len, minimum=2)
+        if not isinstance(self.params, Mapping):
+            raise ValueError(f"`params` must be a mapping of parameter names to values, got {self.params!r}")
         if callable(self.scheme) and not isinstance(self.scheme, str):
             if self.params:
                 raise ValueError("`params` cannot be combined with a callable scheme; close over them instead")
@@ -69,6 +81,8 @@ class LogScaleConfig:
             self.build(self.train_len if self.train_len is not None else _PLACEHOLDER_L)
         object.__setattr__(self, "params", dict(self.params))
         if self.layers is not None and not callable(self.layers):
+            if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
+                raise ValueError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {self.layers!r}")
             layers = tuple(self.layers)
             bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool) or i < 0]
             if bad or not layers:
@@ -120,15 +134,17 @@ class LogScaleConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LogScaleConfig:
+        """The inverse of ``to_dict``; every field is checked (saved files can be edited by hand)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a scale setting must be a table of scheme, train_len, params, layers; got {data!r}")
         unknown = set(data) - {"layers", "params", "scheme", "train_len"}
         if unknown:
-            raise ValueError(f"unknown LogScaleConfig field(s): {', '.join(sorted(unknown))}")
-        layers = data.get("layers")
+            raise ValueError(f"unknown LogScaleConfig field(s): {', '.join(sorted(map(str, unknown)))}")
+        scheme = data.get("scheme", "none")
+        if not isinstance(scheme, str):
+            raise ValueError(f"`scheme` must be a scheme name, got {scheme!r}")
         return cls(
-            scheme=data.get("scheme", "none"),
-            train_len=data.get("train_len"),
-            params=data.get("params") or {},
-            layers=tuple(layers) if layers is not None else None,
+            scheme=scheme, train_len=data.get("train_len"), params=data.get("params") or {}, layers=data.get("layers")
         )
 
 
@@ -136,7 +152,10 @@ def scale_factors(cfg: LogScaleConfig | Scheme, n: torch.Tensor | int | float | 
     """s(n) for key counts ``n`` as a float64 tensor (the model multiplies in float32, or float64 for float64
     models). ``cfg`` needs an explicit ``train_len`` when its scheme uses L."""
     scheme = cfg if isinstance(cfg, Scheme) else cfg.build()
-    n = torch.as_tensor(n, dtype=torch.float64)
-    if (n < 1).any():
-        raise ValueError(f"key counts `n` must be ≥ 1, got min {n.min().item():g}")
+    try:
+        n = torch.as_tensor(n, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"key counts `n` must be numbers ≥ 1, got {n!r}") from None
+    if n.numel() == 0 or not torch.isfinite(n).all() or (n < 1).any():
+        raise ValueError(f"key counts `n` must be finite numbers ≥ 1, got {n.tolist()!r}")
     return scheme(n)

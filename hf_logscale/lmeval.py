@@ -168,6 +168,7 @@ def run_lmeval(
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "lm_eval_results.json", json.dumps(raw, indent=2, default=str))
     store = ResultStore(out)
+    store.open()
     records: list[dict[str, Any]] = []
     settings = {"limit": limit, "metadata": meta}
     tl = train_length(lm.model)

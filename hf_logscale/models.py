@@ -58,12 +58,27 @@ def _read_adapter(model_id: str, revision: str | None) -> dict[str, Any] | None:
             return None
     try:
         data = json.loads(local.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{local}: not valid JSON ({err})") from None
-    for key in ("base_model_name_or_path", "variant"):
+    if not isinstance(data, dict):
+        raise ValueError(f"{local}: expected a JSON object, got {type(data).__name__}")
+    for key, kind in (("base_model_name_or_path", str), ("variant", dict)):
         if not data.get(key):
             raise ValueError(f"{local}: missing `{key}`")
+        if not isinstance(data[key], kind):
+            raise ValueError(f"{local}: `{key}` must be {'text' if kind is str else 'an object'}, got {data[key]!r}")
+    for key in ("revision", "base_model_type", "train_len_source"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ValueError(f"{local}: `{key}` must be text, got {data[key]!r}")
+    try:
+        Variant.from_dict(data["variant"])
+    except ValueError as err:
+        raise ValueError(f"{local}: `variant`: {err}") from None
     return data
+
+
+def _has_weights(folder: Path) -> bool:
+    return folder.is_dir() and (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
 
 
 def load(
@@ -86,11 +101,15 @@ def load(
         if not (REFERENCE_MODEL / "model.safetensors").is_file():
             raise FileNotFoundError(f"the reference model is missing from {REFERENCE_MODEL}; reinstall hf-logscale")
         model = REFERENCE_MODEL
+    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+        raise ValueError(f"`model` must be a hub id (owner/name) or a folder, got {model!r}")
     model_id = str(model)
     if model_id.startswith("~"):
         model_id = str(Path(model_id).expanduser())
     if model_id.startswith(("/", "./", "../")) and not Path(model_id).exists():
         raise ValueError(f"cannot load model {model_id!r}: no such folder")
+    if Path(model_id).is_file():
+        raise ValueError(f"cannot load model {model_id!r}: it is a file; give the folder that holds config.json")
     if device is not None:
         _check_device(device)
     kwargs = dict(
@@ -100,8 +119,29 @@ def load(
         trust_remote_code=trust_remote_code,
     )
     adapter = _read_adapter(model_id, revision)
-    if adapter is not None:
+    if adapter is not None and _has_weights(Path(model_id)):
+        # A folder with its own weights is that model; the base its patch file names is not loaded (announced).
+        warnings.warn(
+            f"{model_id} holds its own weights: they are loaded; the base named in its {ADAPTER_FILE} "
+            f"({adapter['base_model_name_or_path']}) is not",
+            stacklevel=2,
+        )
+        net, tok = _load_plain(model_id, revision, kwargs, device)
+        net._hf_logscale_source["adapter_base_not_loaded"] = adapter["base_model_name_or_path"]
+        if getattr(net.config, CONFIG_KEY, None):
+            delattr(net.config, CONFIG_KEY)  # the patch file decides
+        patch(
+            net,
+            Variant.from_dict(adapter["variant"]),
+            _saved={"train_len_source": adapter.get("train_len_source", "saved")},
+        )
+    elif adapter is not None:
         base = adapter["base_model_name_or_path"]
+        if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().exists():
+            raise ValueError(
+                f"{model_id}: its base model {base!r} (named in {ADAPTER_FILE}) does not exist; put the base back, "
+                f"or edit base_model_name_or_path"
+            )
         net, tok = _load_plain(base, adapter.get("revision"), kwargs, device)
         if getattr(net.config, CONFIG_KEY, None):  # the base is itself a merged folder: start from its base
             _restore_from_config(net, getattr(net.config, CONFIG_KEY))
@@ -151,6 +191,12 @@ def _load_plain(
         ) from err
     except (OSError, ValueError) as err:  # missing repo or folder, invalid id, no safetensors weights
         raise ValueError(f"cannot load model {model_id!r}: {str(err).strip().splitlines()[0]}") from err
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise ValueError(
+            f"cannot load model {model_id!r}: its weights are corrupt or incomplete ({err}); download them again"
+        ) from err
     if device is not None and kwargs.get("device_map") is None:
         net.to(device)
     net._hf_logscale_source = {"name_or_path": model_id, "revision": revision}
@@ -164,6 +210,12 @@ def _load_plain(
     except (OSError, ValueError, TypeError, ImportError) as err:
         warnings.warn(f"{model_id}: no usable tokenizer ({str(err).splitlines()[0]}); returning None", stacklevel=3)
         tok = None
+    rows = net.get_input_embeddings().num_embeddings
+    if tok is not None and len(tok) > rows:
+        raise ValueError(
+            f"{model_id}: the tokenizer has {len(tok)} tokens but the model's embedding has {rows} rows; ids ≥ {rows} "
+            "would fail inside the model — the tokenizer does not belong to these weights"
+        )
     return net, tok
 
 

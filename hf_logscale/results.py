@@ -2,19 +2,27 @@
 
 A record is one metric of one cell: ``model, variant, task, dataset, length, depth, metric, value, status,
 counts, seconds, seed, settings, versions, time`` (+ task extras such as the per-position ``curve``). A *cell* is
-(model, variant, task, dataset, length, depth, settings); its records are written together, flushed and synced,
-so a killed run leaves whole cells and at most one torn last line, which is ignored.
+(model, variant, task, dataset, length, depth, settings). Its records are written as one block in one write,
+flushed and synced, each carrying ``cell_records`` (the block's size), so a cell counts as finished only when its
+whole block is on disk. A run killed mid-write, or stopped by a full disk, leaves at most one partial block; the
+next run over the folder discards it (with a notice) and computes that cell again.
+
+One process writes a folder at a time: the store holds an exclusive lock on ``.results.lock`` while open, and a
+second run into the same folder is refused with the first one's process id.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
 import platform
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +31,22 @@ import transformers
 
 from ._version import __version__
 
-__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "ResultStore", "cell_id", "versions", "write_atomic"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks; one run per folder is then the user's care
+    fcntl = None
+
+__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "ResultStore", "StoreLocked", "cell_id", "versions", "write_atomic"]
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
+LOCK_FILE = ".results.lock"
 CELL_FIELDS = ("model", "variant", "task", "dataset", "length", "depth", "settings")
 SUMMARY_FIELDS = ("model", "variant", "task", "dataset", "length", "depth", "metric", "value", "status", "seconds")
+
+
+class StoreLocked(RuntimeError):
+    """Another process is writing to the same results folder."""
 
 
 def versions() -> dict[str, str]:
@@ -46,59 +64,180 @@ def cell_id(fields: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, err) from None
+
+
+def _write_error(path: Path, err: OSError) -> OSError:
+    hint = "; free space and run the same command again to finish" if err.errno == errno.ENOSPC else ""
+    error = OSError(f"cannot write {path}: {err.strerror or err}{hint}")
+    error.errno = err.errno
+    return error
 
 
 class ResultStore:
-    """``out_dir/results.jsonl`` and ``out_dir/summary.csv``."""
+    """``out_dir/results.jsonl`` and ``out_dir/summary.csv``. Reading needs nothing; the first write (or ``with``,
+    or ``open()``) creates the folder and takes its lock.
 
-    def __init__(self, out_dir: str | os.PathLike):
+    ``lock``: hold the folder's lock (the writing process; other processes of a distributed run read nothing)."""
+
+    def __init__(self, out_dir: str | os.PathLike, *, lock: bool = True):
         self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / RESULTS_FILE
+        self._lock = lock
+        self._fd: int | None = None
+        self._created = False
+        self._opened = False
 
-    def records(self) -> list[dict[str, Any]]:
+    # ---- opening, locking, closing ----------------------------------------------------------------------------
+
+    def __enter__(self) -> ResultStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Create the folder if needed, take its lock, and drop what an interrupted run left half-written."""
+        if self._opened:
+            return
+        if self.dir.exists() and not self.dir.is_dir():
+            raise ValueError(f"--out {str(self.dir)!r} is a file; give a folder for the results")
+        if self._lock:
+            self._created = not self.dir.exists()
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._acquire()
+            self._discard_partial()
+        self._opened = True
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the OS releases the lock anyway
+            pass
+
+    def close(self) -> None:
+        """Release the lock; a folder this store created and left empty is removed."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            (self.dir / LOCK_FILE).unlink(missing_ok=True)
+        if self._created and self.dir.is_dir() and not any(self.dir.iterdir()):
+            self.dir.rmdir()
+        self._opened = False
+
+    def _acquire(self) -> None:
+        if fcntl is None:
+            return
+        path = self.dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreLocked(
+                f"{self.dir} is being written by another run (pid {holder}); wait for it to finish or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    # ---- reading ----------------------------------------------------------------------------------------------
+
+    def _lines(self) -> tuple[list[dict[str, Any]], bool]:
+        """Every parsed record, and whether the last line was torn (a write cut short)."""
         if not self.path.is_file():
-            return []
-        out = []
+            return [], False
         lines = self.path.read_text().splitlines()
+        out = []
         for i, line in enumerate(lines):
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                if i != len(lines) - 1:  # only the last line can be torn by a kill
-                    raise ValueError(f"{self.path}:{i + 1}: not a JSON record") from None
-        return out
+                if i != len(lines) - 1:  # only the last line can be torn by a kill or a full disk
+                    raise ValueError(f"{self.path}:{i + 1}: not a JSON record; the results file was edited") from None
+                return out, True
+        return out, False
+
+    @staticmethod
+    def _complete(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of whole cells, in file order (records written before blocks were counted are whole)."""
+        counts = Counter(r.get("cell") for r in records)
+        return [r for r in records if "cell_records" not in r or counts[r.get("cell")] == r["cell_records"]]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The records of finished cells (reading takes no lock; a half-written block is not a finished cell)."""
+        return self._complete(self._lines()[0])
 
     def finished(self) -> set[str]:
         return {r["cell"] for r in self.records() if "cell" in r}
 
+    def _discard_partial(self) -> None:
+        records, torn = self._lines()
+        whole = self._complete(records)
+        if not torn and len(whole) == len(records):
+            return
+        partial = {r.get("cell") for r in records} - {r.get("cell") for r in whole}
+        write_atomic(self.path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in whole))
+        cells = f"{len(partial)} half-written cell(s)" if partial else "a torn last line"
+        warnings.warn(
+            f"{self.path}: discarded {cells} left by an interrupted run; they are computed again", stacklevel=3
+        )
+
+    # ---- writing ----------------------------------------------------------------------------------------------
+
     def add(self, cell: dict[str, Any], metrics: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
-        """Append the records of one finished cell: one per metric (``metrics`` maps name → value)."""
+        """Append the records of one finished cell, one per metric (``metrics`` maps name → value), as one block.
+        A failed write (a full disk) is rolled back where possible and raised as ``OSError`` with the fix."""
+        self.open()
         base = {**{k: cell.get(k) for k in CELL_FIELDS}, "cell": cell_id(cell), "time": time.time()}
         per_metric = extra.pop("per_metric", {})
-        records = [{**base, "metric": m, "value": v, **extra, **per_metric.get(m, {})} for m, v in metrics.items()]
-        text = "".join(json.dumps(r, default=_jsonable) + "\n" for r in records)
-        self._drop_torn_tail()
-        with self.path.open("a") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        records = [
+            {**base, "metric": m, "value": v, **extra, **per_metric.get(m, {}), "cell_records": len(metrics)}
+            for m, v in metrics.items()
+        ]
+        text = "".join(json.dumps(r, default=_jsonable) + "\n" for r in records).encode()
+        size = self._drop_torn_tail()
+        try:
+            self._append(text)
+        except OSError as err:
+            try:
+                os.truncate(self.path, size)  # no partial block left behind (else the next run drops it)
+            except OSError:
+                pass
+            raise _write_error(self.path, err) from None
         return records
 
-    def _drop_torn_tail(self) -> None:
-        """A run killed mid-write leaves a last line without its newline: cut it before appending."""
+    def _append(self, data: bytes) -> None:
+        with self.path.open("ab") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _drop_torn_tail(self) -> int:
+        """Cut a last line left without its newline (a write cut short); returns the file's size."""
         if not self.path.is_file():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+            return 0
+        size = self.path.stat().st_size
+        with self.path.open("rb") as f:
+            if size == 0 or (f.seek(size - 1), f.read(1))[1] == b"\n":
+                return size
+            end = f.seek(0) or f.read().rfind(b"\n") + 1
+        os.truncate(self.path, end)
+        return end
 
     def write_summary(self) -> Path:
         """``summary.csv``: one row per record, written atomically."""
+        self.open()
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
         w.writeheader()

@@ -80,10 +80,12 @@ class RopeSetting:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in ROPE_KINDS:
-            close = difflib.get_close_matches(self.kind, ROPE_KINDS, n=2)
+        if not isinstance(self.kind, str) or self.kind not in ROPE_KINDS:
+            close = difflib.get_close_matches(self.kind, ROPE_KINDS, n=2) if isinstance(self.kind, str) else []
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown RoPE kind {self.kind!r}.{hint} Known: {', '.join(ROPE_KINDS)}")
+        if not isinstance(self.params, Mapping):
+            raise ValueError(f"{self.kind}: `params` must be a mapping, got {self.params!r}")
         spec = ROPE_KINDS[self.kind]
         clean: dict[str, Any] = {}
         for key, value in self.params.items():
@@ -111,7 +113,13 @@ class RopeSetting:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RopeSetting:
-        return cls(data["kind"], data.get("params") or {})
+        """The inverse of ``to_dict``, checked (saved files can be edited by hand)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("kind"), str):
+            raise ValueError(f"a RoPE setting must be a table with `kind` and `params`, got {data!r}")
+        params = data.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ValueError(f"RoPE `params` must be a table, got {params!r}")
+        return cls(data["kind"], params)
 
     def config_params(self, train_len: int) -> dict[str, Any]:
         """The entries merged into the model's rope parameters."""

@@ -207,6 +207,15 @@ class CustomScheme(Scheme):
         if not isinstance(s, torch.Tensor) or s.shape != n.shape:
             got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
             raise ValueError(f"custom scheme must return a tensor shaped like n {tuple(n.shape)}, got {got}")
+        # Built-in schemes are finite and positive by construction; a user's callable is checked where it is used
+        # (once per forward pass and window), so NaN or a sign flip never reaches the logits silently.
+        bad = ~(torch.isfinite(s) & (s > 0))
+        if bad.any():
+            i = int(bad.flatten().nonzero()[0])
+            raise ValueError(
+                f"custom scheme gave s(n) = {s.flatten()[i].item()} at n = {n.flatten()[i].item():g}; "
+                "scales must be finite and > 0"
+            )
         return s.to(n.dtype)
 
     def to_dict(self) -> dict[str, Any]:

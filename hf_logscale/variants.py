@@ -71,11 +71,19 @@ class Variant:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variant:
-        rope = data.get("rope")
+        """The inverse of ``to_dict``; every field is checked (saved files can be edited by hand)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a variant must be a table with `scale` and `rope`, got {data!r}")
+        unknown = set(data) - {"name", "rope", "scale"}
+        if unknown:
+            raise ValueError(f"unknown variant field(s): {', '.join(sorted(map(str, unknown)))}")
+        rope, name = data.get("rope"), data.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"variant `name` must be text, got {name!r}")
         return cls(
             scale=LogScaleConfig.from_dict(data.get("scale") or {}),
             rope=RopeSetting.from_dict(rope) if rope else None,
-            name=data.get("name"),
+            name=name,
         )
 
 
@@ -102,6 +110,8 @@ def _scale_from(name: str, params: dict[str, Any], layers: Any = None) -> LogSca
 
 def parse_variant(text: str) -> Variant:
     """Parse ``rope[:k=v,...]+scheme[:k=v,...]``, a scheme or rope alone, or ``@recipe``."""
+    if not isinstance(text, str):
+        raise ValueError(f"a variant is text such as `logn` or `yarn:factor=4+logn`, got {text!r}")
     text = text.strip()
     if not text:
         raise ValueError("empty variant; try `none`, `logn`, `yarn:factor=4+logn` or `@qwen-logn`")
@@ -158,7 +168,7 @@ def as_variant(obj: Variant | LogScaleConfig | str) -> Variant:
         return Variant(scale=obj)
     if isinstance(obj, str):
         return parse_variant(obj)
-    raise TypeError(f"expected a Variant, LogScaleConfig or variant string, got {type(obj).__name__}")
+    raise ValueError(f"expected a Variant, LogScaleConfig or variant text, got {type(obj).__name__} {obj!r}")
 
 
 # ---- recipes -----------------------------------------------------------------------------------------------
@@ -183,7 +193,11 @@ _SCALE_KEYS = {"scheme", "train_len", "layers"}
 
 def load_recipe(name_or_path: str) -> Variant:
     """A recipe by shipped name (``qwen-logn``) or by path to a ``.toml`` file."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise ValueError(f"a recipe is a shipped name or a .toml file, got {name_or_path!r}")
     path = Path(name_or_path)
+    if path.is_dir():
+        raise ValueError(f"recipe {name_or_path!r} is a folder; give a .toml file")
     if path.suffix != ".toml" or not path.exists():
         shipped = recipe_dir() / f"{name_or_path}.toml"
         if not shipped.exists():
@@ -193,8 +207,10 @@ def load_recipe(name_or_path: str) -> Variant:
         path = shipped
     try:
         data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from None
+    except IsADirectoryError:
+        raise ValueError(f"recipe {name_or_path!r} is a folder; give a .toml file") from None
     return _recipe_from(data, path)
 
 
@@ -208,22 +224,26 @@ def _recipe_from(data: dict[str, Any], path: Path) -> Variant:
     for table in ("scale", "rope"):
         if table in data and not isinstance(data[table], dict):
             raise ValueError(f"{where}: `{table}` must be a table ([{table}]), got {data[table]!r}")
+    if not data.get("scale") and not data.get("rope"):
+        raise ValueError(f"{where}: the recipe sets nothing; give a [scale] table (scheme = ...) and/or a [rope] table")
+    if "description" in data and not isinstance(data["description"], str):
+        raise ValueError(f"{where}: `description` must be text, got {data['description']!r}")
     try:
         scale_tbl = dict(data.get("scale") or {})
-        bad = set(scale_tbl) - _SCALE_KEYS - _scheme_params(scale_tbl.get("scheme", "none"))
+        scheme = scale_tbl.pop("scheme", "none")
+        if not isinstance(scheme, str) or scheme not in SCHEMES:
+            raise ValueError(f"[scale].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+        bad = set(scale_tbl) - _SCALE_KEYS - _scheme_params(scheme)
         if bad:
             raise ValueError(f"[scale]: unknown field(s) {', '.join(sorted(bad))}")
-        scheme = scale_tbl.pop("scheme", "none")
-        if scheme not in SCHEMES:
-            raise ValueError(f"[scale].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
         layers = scale_tbl.pop("layers", None)
         scale = _scale_from(scheme, scale_tbl, layers=layers)
         rope_tbl = dict(data.get("rope") or {})
         rope = None
         if rope_tbl:
             kind = rope_tbl.pop("kind", None)
-            if kind is None:
-                raise ValueError("[rope].kind is required (yarn, dynamic, linear, llama3, longrope)")
+            if not isinstance(kind, str):
+                raise ValueError(f"[rope].kind is required: one of {', '.join(ROPE_KINDS)}, got {kind!r}")
             rope = RopeSetting(kind, rope_tbl)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None

@@ -112,7 +112,7 @@ def test_validation_errors_name_field_and_range(kwargs, match):
 def test_scale_factors_needs_train_len_and_valid_n():
     with pytest.raises(ValueError, match="`train_len` \\(L\\) is unknown"):
         hls.scale_factors(hls.LogScaleConfig("logn"), [1, 2])
-    with pytest.raises(ValueError, match="must be ≥ 1"):
+    with pytest.raises(ValueError, match="must be finite numbers ≥ 1"):
         hls.scale_factors(hls.LogScaleConfig("logn", train_len=8), [0, 2])
 
 

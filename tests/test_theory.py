@@ -169,4 +169,4 @@ def test_cli_phase_diagram_sweep_and_point(tmp_path, monkeypatch, capsys):
     code, cap = run("point", "--rho", "0.5", "--gamma", "2", "--n", "256")
     assert code == 0 and "critical" in cap.out and "0.500978" in cap.out  # A_ii = n/(2n − 1) at γ_c
     code, cap = run("phase-diagram", "--rho-grid", "0:1:3", "--out", str(tmp_path))
-    assert code == 2 and "--rho-grid values must be in (0, 1)" in cap.err
+    assert code == 2 and "`rho` must be a finite number > 0 and < 1, got 0.0" in cap.err

@@ -6,7 +6,7 @@ from typing import Any
 
 from .render import err, out
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "results_store"]
 
 
 def load_model(
@@ -32,3 +32,14 @@ def load_model(
     tl = train_length(net)
     err.print(f"L = {tl or 'unknown'}")
     return net, tok, tl
+
+
+def results_store(out_dir: Any):
+    """The results folder, locked by the process that writes it (the main one under a launcher); a run that fails
+    before writing a record leaves no folder behind."""
+    from ..distributed import current
+    from ..results import ResultStore
+
+    store = ResultStore(out_dir, lock=current().main)
+    store.open()
+    return store

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import load_model
+from .common import load_model, results_store
 from .options import (
     AttnOpt,
     BatchOpt,
@@ -70,10 +70,12 @@ def compare(
     Example: hf-logscale compare  (the reference model, offline; add --model Qwen/Qwen2.5-7B --device-map auto)
     """
     from ..compare import default_variants, run_compare, write_outputs
-    from ..eval import EvalSpec, get_task, parse_depths, parse_lengths
-    from ..results import ResultStore
+    from ..eval import EvalSpec, get_task, length_parts, parse_depths, parse_lengths
 
     task_list = [get_task(t.strip()) for t in tasks.split(",") if t.strip()]
+    if not task_list:
+        raise ValueError("--tasks is empty; give e.g. ppl,passkey")
+    length_parts(lengths)  # the form now; the values need L, known once the model is loaded
     if stride is not None and mode is not Mode.sliding:
         raise ValueError("--stride goes with --mode sliding")
     chosen = parse_variants(variants) if variants is not None else None  # checked before the (slow) model load
@@ -81,16 +83,19 @@ def compare(
     retrieval = dict(depths=parse_depths(depths), trials=trials, seed=seed)
     settings = dict(retrieval, dataset=dataset, field=field, split=split, mode=mode.value, stride=stride)
     settings["max_documents"] = max_documents
-    net, tok, tl = load_model(model, dtype, device, attn, device_map)
-    L = tl.value if tl else None
-    lens = parse_lengths(lengths, L)
-    chosen = chosen or default_variants(lens[-1], L or lens[-1])
-    specs = [EvalSpec(task=t.name, lengths=lens, **settings) for t in task_list]
-    name, store = model or "reference", ResultStore(out_dir)
-    err.print(f"tasks {tasks}; lengths {', '.join(map(str, lens))}; variants {', '.join(v.label for v in chosen)}")
-    with Progress() as bar:
-        result = run_compare(net, tok, chosen, specs, store, model_name=name, batch_size=size, progress=bar)
-    command, shown = "hf-logscale " + " ".join(sys.argv[1:]), {"tasks": tasks, "lengths": lens, **settings}
-    report = write_outputs(result, store.dir, model_name=name, train_len=L, settings=shown, command=command)
+    for t in task_list:
+        EvalSpec(task=t.name, lengths=(2,), **settings)  # checked now, before the model loads
+    with results_store(out_dir) as store:  # refuses a folder another run is writing, before the model loads
+        net, tok, tl = load_model(model, dtype, device, attn, device_map)
+        L = tl.value if tl else None
+        lens = parse_lengths(lengths, L)
+        chosen = chosen or default_variants(lens[-1], L or lens[-1])
+        specs = [EvalSpec(task=t.name, lengths=lens, **settings) for t in task_list]
+        name = model or "reference"
+        err.print(f"tasks {tasks}; lengths {', '.join(map(str, lens))}; variants {', '.join(v.label for v in chosen)}")
+        with Progress() as bar:
+            result = run_compare(net, tok, chosen, specs, store, model_name=name, batch_size=size, progress=bar)
+        command, shown = "hf-logscale " + " ".join(sys.argv[1:]), {"tasks": tasks, "lengths": lens, **settings}
+        report = write_outputs(result, store.dir, model_name=name, train_len=L, settings=shown, command=command)
     print_grids(result, task_list, L)
     out.print(f"Report: {report} (figures beside it); records: {store.path}")

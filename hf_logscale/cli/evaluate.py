@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from .common import load_model
+from .common import load_model, results_store
 from .options import (
     AttnOpt,
     BatchOpt,
@@ -116,19 +116,20 @@ def eval_needle(
 def _evaluate(
     task: str, model, variant, lengths, depths, settings: dict[str, Any], batch_size, dtype, device, attn, out_dir: Path
 ) -> None:
-    from ..eval import EvalSpec, get_task, parse_depths, parse_lengths, run_eval
-    from ..results import ResultStore
+    from ..eval import EvalSpec, get_task, length_parts, parse_depths, parse_lengths, run_eval
     from ..variants import Variant, parse_variant
 
     v = parse_variant(variant) if variant else Variant()  # options are checked before the (slow) model load
     size = parse_batch_size(batch_size)
+    length_parts(lengths)
     if depths is not None:
         settings["depths"] = parse_depths(depths)
-    net, tok, tl = load_model(model, dtype, device, attn)
-    spec = EvalSpec(task=task, lengths=parse_lengths(lengths, tl.value if tl else None), **settings)
-    store = ResultStore(out_dir)
-    err.print(f"{task}: lengths {', '.join(map(str, spec.lengths))}; variant {v.label}; results → {store.path}")
-    with Progress() as bar:
-        records = run_eval(net, tok, v, spec, store, model_name=model or "reference", batch_size=size, progress=bar)
+    EvalSpec(task=task, lengths=(2,), **settings)  # every other setting checked now, before the model loads
+    with results_store(out_dir) as store:  # refuses a folder another run is writing, before the model loads
+        net, tok, tl = load_model(model, dtype, device, attn)
+        spec = EvalSpec(task=task, lengths=parse_lengths(lengths, tl.value if tl else None), **settings)
+        err.print(f"{task}: lengths {', '.join(map(str, spec.lengths))}; variant {v.label}; results → {store.path}")
+        with Progress() as bar:
+            records = run_eval(net, tok, v, spec, store, model_name=model or "reference", batch_size=size, progress=bar)
     print_table(get_task(task).table(records, tl.value if tl else None))
     out.print(f"Results: {store.path} and {store.dir / 'summary.csv'}")

@@ -55,6 +55,8 @@ def lm_eval_cmd(
         meta = json.loads(metadata) if metadata else {}
     except json.JSONDecodeError as e:
         raise ValueError(f"--metadata must be a JSON object: {e}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"--metadata must be a JSON object such as '{{\"trials\": 20}}', got {metadata!r}")
     extra = parse_items([x for x in (model_args or "").split(",") if x.strip()], "--model-args", strings=True)
     lens = None
     if lengths:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import checks
 from .sample import Document, sample_corpus
 
 __all__ = ["HUB_DATASETS", "HubDataset", "load_documents", "source_names"]
@@ -52,8 +53,10 @@ def load_documents(
     source: str = "sample", *, field: str | None = None, split: str | None = None, limit: int | None = None
 ) -> list[Document]:
     """Documents of ``source`` (see the module docstring), in the source's order, at most ``limit`` of them."""
-    if limit is not None and limit < 1:
-        raise ValueError(f"`limit` must be ≥ 1, got {limit}")
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"`dataset` must be sample, a hub dataset name or a path, got {source!r}")
+    if limit is not None:
+        checks.integer("limit", limit, minimum=1)
     if source == "sample":
         docs = sample_corpus(split or "heldout")
     elif source in HUB_DATASETS:
@@ -66,6 +69,9 @@ def load_documents(
         docs = _from_hub(repo, config or None, split or "test", field or "text", None, source)
     else:
         docs = _from_path(Path(source).expanduser(), field or "text", split)
+    docs = [d for d in docs if d.text.strip()]
+    if not docs:
+        raise ValueError(f"dataset {source!r} holds no text (every document is empty)")
     return docs[:limit] if limit else docs
 
 
@@ -89,10 +95,10 @@ def _from_path(path: Path, field: str, split: str | None) -> list[Document]:
         files = sorted(path.glob("*.txt"))
         if not files:
             raise ValueError(f"dataset folder {str(path)!r} holds no .txt files")
-        return [Document(f.stem, f.read_text(encoding="utf-8")) for f in files]
+        return [Document(f.stem, _read_text(f)) for f in files]
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if suffix == ".txt":
-        return [Document(path.stem, path.read_text(encoding="utf-8"))]
+        return [Document(path.stem, _read_text(path))]
     builder = {".jsonl": "json", ".json": "json", ".jsonl.gz": "json", ".parquet": "parquet"}.get(suffix)
     if builder is None:
         raise ValueError(f"dataset {str(path)!r}: unsupported file type {suffix!r}; use .txt, .jsonl or .parquet")
@@ -101,6 +107,13 @@ def _from_path(path: Path, field: str, split: str | None) -> list[Document]:
     except Exception as err:
         raise ValueError(f"cannot read {str(path)!r} as {builder}: {str(err).strip().splitlines()[0]}") from err
     return _documents(ds, field, str(path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"dataset file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def _documents(ds: Any, field: str, label: str) -> list[Document]:

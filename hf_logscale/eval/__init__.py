@@ -3,7 +3,7 @@ tokenizer, settings) to results; ``run`` drives a grid of cells into the result 
 
 from .perplexity import PerplexityResult, perplexity, perplexity_windows, tokenize_documents
 from .retrieval import RetrievalResult
-from .run import EvalSpec, evaluate, parse_depths, parse_lengths, run_eval
+from .run import EvalSpec, evaluate, length_parts, parse_depths, parse_lengths, run_eval
 from .task import TASKS, CellResult, Figure, Metric, Task, get_task, register_task
 from .tasks import Haystack, build_needle, needle, passkey, passkey_prompts
 
@@ -20,6 +20,7 @@ __all__ = [
     "build_needle",
     "evaluate",
     "get_task",
+    "length_parts",
     "needle",
     "parse_depths",
     "parse_lengths",

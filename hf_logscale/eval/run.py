@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import checks
 from ..distributed import current
 from ..models import train_length
 from ..patching import patched
@@ -17,9 +18,10 @@ from ..results import ResultStore, cell_id, versions
 from ..variants import Variant
 from . import tasks as _tasks  # noqa: F401  (registers the tasks)
 from .batching import OutOfMemory, input_device
+from .perplexity import MODES
 from .task import get_task
 
-__all__ = ["EvalSpec", "Progress", "evaluate", "parse_depths", "parse_lengths", "run_eval"]
+__all__ = ["EvalSpec", "Progress", "evaluate", "length_parts", "parse_depths", "parse_lengths", "run_eval"]
 
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total items) -> advance(k)
@@ -27,16 +29,27 @@ Progress = Callable[[str, int], Callable[[int], None]]  # (description, total it
 _LENGTH = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKxX]?)\s*$")
 
 
-def parse_lengths(text: str, train_len: int | None = None) -> tuple[int, ...]:
-    """``"256,512,1k,2k"`` (k = 1024) or multiples of the training length ``"1x,2x,16x"``; sorted, unique."""
-    out = set()
+def length_parts(text: str) -> list[tuple[str, float, str]]:
+    """The parts of a ``--lengths`` text, checked for form (before the model, and so L, is known)."""
+    if not isinstance(text, str):
+        raise ValueError(f"--lengths must be text such as 256,1k or 1x,2x, got {text!r}")
+    parts = []
     for part in text.split(","):
         if not part.strip():
             continue
         m = _LENGTH.match(part)
         if not m:
             raise ValueError(f"--lengths: {part.strip()!r} is not a length; write e.g. 256,1k,4k or 1x,2x,4x")
-        value, unit = float(m.group(1)), m.group(2).lower()
+        parts.append((part.strip(), float(m.group(1)), m.group(2).lower()))
+    if not parts:
+        raise ValueError("--lengths is empty; write e.g. 256,1k,4k or 1x,2x,4x")
+    return parts
+
+
+def parse_lengths(text: str, train_len: int | None = None) -> tuple[int, ...]:
+    """``"256,512,1k,2k"`` (k = 1024) or multiples of the training length ``"1x,2x,16x"``; sorted, unique."""
+    out = set()
+    for part, value, unit in length_parts(text):
         if unit == "x":
             if train_len is None:
                 raise ValueError("--lengths with x (multiples of the training length) needs a known training length")
@@ -44,10 +57,8 @@ def parse_lengths(text: str, train_len: int | None = None) -> tuple[int, ...]:
         elif unit == "k":
             value *= 1024
         if value != int(value) or value < 2:
-            raise ValueError(f"--lengths: {part.strip()!r} is not a whole number of tokens ≥ 2")
+            raise ValueError(f"--lengths: {part!r} is not a whole number of tokens ≥ 2")
         out.add(int(value))
-    if not out:
-        raise ValueError("--lengths is empty")
     return tuple(sorted(out))
 
 
@@ -81,8 +92,24 @@ class EvalSpec:
 
     def __post_init__(self) -> None:
         get_task(self.task)
-        if not self.lengths:
-            raise ValueError("no lengths to evaluate")
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (a frozen dataclass)
+        set_("lengths", checks.sequence("lengths", self.lengths, lambda n, v: checks.integer(n, v, minimum=2)))
+        set_("depths", checks.sequence("depths", self.depths, lambda n, v: checks.number(n, v, minimum=0, maximum=1)))
+        checks.integer("trials", self.trials, minimum=1)
+        checks.integer("seed", self.seed)
+        checks.integer("max_new_tokens", self.max_new_tokens, minimum=1)
+        checks.text("dataset", self.dataset)
+        for name in ("field", "split"):
+            if getattr(self, name) is not None:
+                checks.text(name, getattr(self, name))
+        if self.mode not in MODES:
+            raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.stride is not None:
+            checks.integer("stride", self.stride, minimum=1)
+            if self.mode != "sliding":
+                raise ValueError("`stride` goes with mode sliding (--mode sliding)")
+        if self.max_documents is not None:
+            checks.integer("max_documents", self.max_documents, minimum=1)
 
 
 def evaluate(

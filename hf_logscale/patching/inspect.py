@@ -151,7 +151,7 @@ def verify(model: torch.nn.Module) -> VerifyReport:
             continue
         # seen values are the float32 (float64) roundings of the float64 expectation
         diff = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(seen[i], expected[i], strict=True))
-        if diff > 1e-6:
+        if not diff <= 1e-6:  # NaN anywhere fails too
             bad.append(f"layer {i} applied scales off by {diff:.2e}")
     scaled = any(abs(v - 1.0) > 0 for vals in seen.values() if vals for v in vals)
     if bad:

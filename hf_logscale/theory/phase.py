@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .. import checks
 from .closed_form import gamma_c, limits, simplex_exact
 from .layer import eta, metrics
 from .tokens import gaussian_tokens, simplex_tokens
@@ -40,8 +41,40 @@ class Grid:
 
 
 def sweep_dimension(kind: str, n: int, d: int | None) -> int:
-    """The dimension n tokens of ``kind`` live in: simplex tokens need d ≥ n (d = n when not given)."""
-    return max(d or n, n) if kind == "simplex" else (d or n)
+    """The dimension n tokens of ``kind`` live in: d = n when not given; simplex tokens need d ≥ n."""
+    return n if d is None else d
+
+
+def _check(
+    *,
+    n: int | None = None,
+    d: int | None = None,
+    rho: float | None = None,
+    gammas: Sequence[float] | None = None,
+    alpha: float = 0.0,
+    tokens: str = "gaussian",
+    metric: str = "lambda",
+    probes: int = 1,
+    seed: int = 0,
+) -> None:
+    """Every input of the simulator, up front: names, ranges, finiteness."""
+    if n is not None:
+        checks.integer("n", n, minimum=2)
+    if d is not None:
+        checks.integer("d", d, minimum=1)
+        if tokens == "simplex" and n is not None and d < n:
+            raise ValueError(f"`d` must be ≥ n = {n} for simplex tokens (n unit vectors in general position), got {d}")
+    if rho is not None:
+        checks.number("rho", rho, minimum=0, maximum=1, low_open=True, high_open=True)
+    if gammas is not None:
+        checks.sequence("gamma", gammas, lambda name, g: checks.number(name, g, minimum=0))
+    checks.number("alpha", alpha, minimum=0)
+    checks.integer("probes", probes, minimum=1)
+    checks.integer("seed", seed)
+    if tokens not in ("gaussian", "simplex"):
+        raise ValueError(f"`tokens` must be gaussian or simplex, got {tokens!r}")
+    if metric not in METRICS:
+        raise ValueError(f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
 
 
 def _tokens(kind: str, n: int, d: int, rho: float, seed: int):
@@ -75,6 +108,9 @@ def phase_diagram(
     advance: Callable[[int], None] | None = None,
 ) -> Grid:
     """``metric`` over ρ × γ (or ρ × γ/γ_c with ``relative``) for n tokens in d dimensions."""
+    _check(n=n, d=d, gammas=gammas, alpha=alpha, tokens=tokens, metric=metric, probes=probes, seed=seed)
+    for rho in checks.sequence("rho", rhos, checks.number):
+        _check(rho=rho)
     t0 = time.perf_counter()
     rows, cos, grid = [], [], []
     for rho in rhos:
@@ -113,6 +149,10 @@ def sweep_n(
 ) -> dict[int, torch.Tensor]:
     """``metric`` against γ/γ_c for each n at fixed ρ (d = n for simplex tokens when ``d`` is None): the transition
     sharpens as n grows."""
+    checks.sequence("n", ns, lambda name, v: checks.integer(name, v, minimum=2))
+    for n in ns:
+        dim = sweep_dimension(tokens, n, d)
+        _check(n=n, d=dim, rho=rho, gammas=ratios, alpha=alpha, tokens=tokens, metric=metric, probes=probes, seed=seed)
     out = {}
     for n in ns:
         tok = _tokens(tokens, n, sweep_dimension(tokens, n, d), rho, seed)
@@ -183,7 +223,8 @@ def point(
 ) -> dict[str, Any]:
     """Every metric at one (ρ, γ) next to the exact finite-n closed form (simplex tokens) and the n → ∞ limit:
     ``{"simulated": {...}, "exact": {...}, "limit": {...}, "regime", "d", "mean_cosine", "gamma_over_gamma_c"}``."""
-    dim = d or n
+    dim = n if d is None else d
+    _check(n=n, d=dim, rho=rho, gammas=[gamma], alpha=alpha, tokens=tokens, probes=probes, seed=seed)
     tok = simplex_tokens(n, rho, d=dim) if tokens == "simplex" else gaussian_tokens(n, dim, rho, seed)
     sim = {k: float(v[0]) for k, v in metrics(tok.x, [gamma], alpha).items()}
     sim["eta"] = float(eta(tok.x, [gamma], alpha, probes=probes, seed=seed)[0])
