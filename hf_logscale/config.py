@@ -12,9 +12,9 @@ import torch
 
 from . import checks
 from .schemes import CustomScheme, Scheme, get_scheme
-from .spec import format_params
+from .spec import format_params, parse_value
 
-__all__ = ["LogScaleConfig", "scale_factors"]
+__all__ = ["LogScaleConfig", "format_layer_params", "parse_layer_params", "scale_factors"]
 
 _PLACEHOLDER_L = 4096  # used only to validate parameters before the model's own L is known
 
@@ -33,6 +33,7 @@ class LogScaleConfig:
     train_len: int | None
     params: Mapping[str, Any]
     layers: tuple[int, ...] | Callable[[int], bool] | None
+    layer_params: Mapping[int, Mapping[str, Any]]  # per-layer overrides of the scheme's parameters
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class LogScaleConfig:
         train_len: int | None = None,
         params: Mapping[str, Any] | None = None,
         layers: Sequence[int] | Callable[[int], bool] | None = None,
+        layer_params: Mapping[int, Mapping[str, Any]] | None = None,
         **scheme_params: Any,
     ) -> None:
         if params is not None and not isinstance(params, Mapping):
@@ -51,6 +53,7 @@ class LogScaleConfig:
         object.__setattr__(self, "train_len", train_len)
         object.__setattr__(self, "params", {**(params or {}), **scheme_params})
         object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "layer_params", layer_params or {})
         self.__post_init__()
 
     def __post_init__(self) -> None:
@@ -77,8 +80,10 @@ class LogScaleConfig:
                     hint = f" Did you mean {', '.join(close)}?" if close else ""
                     accepted = ", ".join(sorted(known)) or "none"
                     raise ValueError(f"{self.scheme}: unknown parameter {key!r}.{hint} Accepted: {accepted}")
+            self._check_layer_params(known)
             # Validate values now, with the real L if given: errors surface at construction, not at patch time.
-            self.build(self.train_len if self.train_len is not None else _PLACEHOLDER_L)
+            for layer in (None, *self.layer_params):
+                self.build(self.train_len if self.train_len is not None else _PLACEHOLDER_L, layer=layer)
         object.__setattr__(self, "params", dict(self.params))
         if self.layers is not None and not callable(self.layers):
             if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
@@ -89,6 +94,24 @@ class LogScaleConfig:
                 raise ValueError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {list(layers)!r}")
             object.__setattr__(self, "layers", tuple(sorted(set(layers))))
 
+    def _check_layer_params(self, known: set[str]) -> None:
+        if not isinstance(self.layer_params, Mapping):
+            raise ValueError(f"`layer_params` must map layer indices to parameters, got {self.layer_params!r}")
+        clean = {}
+        for layer, params in self.layer_params.items():
+            index = int(layer) if isinstance(layer, str) and layer.isdigit() else layer
+            checks.integer("layer_params layer index", index, minimum=0)
+            if not isinstance(params, Mapping) or not params:
+                raise ValueError(f"`layer_params[{index}]` must be a non-empty mapping of parameters, got {params!r}")
+            unknown = sorted(set(params) - known)
+            if unknown:
+                accepted = ", ".join(sorted(known)) or "none"
+                raise ValueError(
+                    f"{self.scheme}: unknown parameter {unknown[0]!r} for layer {index}. Accepted: {accepted}"
+                )
+            clean[index] = dict(params)
+        object.__setattr__(self, "layer_params", dict(sorted(clean.items())))
+
     @property
     def is_custom(self) -> bool:
         return not isinstance(self.scheme, str)
@@ -97,8 +120,9 @@ class LogScaleConfig:
     def scheme_name(self) -> str:
         return "custom" if self.is_custom else self.scheme
 
-    def build(self, train_len: int | None = None) -> Scheme:
-        """The scheme object for a concrete ``train_len`` (this config's own ``train_len`` wins)."""
+    def build(self, train_len: int | None = None, layer: int | None = None) -> Scheme:
+        """The scheme object for a concrete ``train_len`` (this config's own ``train_len`` wins), with ``layer``'s
+        own parameters when ``layer_params`` has some."""
         L = self.train_len if self.train_len is not None else train_len
         if self.is_custom:
             return CustomScheme(train_len=L, fn=self.scheme)
@@ -108,7 +132,8 @@ class LogScaleConfig:
                 f"{self.scheme}: `train_len` (L) is unknown; pass train_len=... or patch a model whose config has "
                 "max_position_embeddings"
             )
-        return cls(train_len=L if cls.uses_train_len else None, **self.params)
+        params = {**self.params, **self.layer_params.get(layer, {})}
+        return cls(train_len=L if cls.uses_train_len else None, **params)
 
     def with_train_len(self, train_len: int) -> LogScaleConfig:
         return dataclasses.replace(self, train_len=train_len)
@@ -119,6 +144,8 @@ class LogScaleConfig:
         items = dict(self.params)
         if self.train_len is not None:
             items = {"train_len": self.train_len, **items}
+        if self.layer_params:
+            items["per_layer"] = format_layer_params(self.layer_params)
         return self.scheme_name + (":" + format_params(items) if items else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,22 +157,48 @@ class LogScaleConfig:
         layers = list(self.layers) if isinstance(self.layers, tuple) else None
         if callable(self.layers):
             raise ValueError("a `layers` predicate cannot be serialised; pass a list of layer indices instead")
-        return {"layers": layers, "params": dict(self.params), "scheme": self.scheme, "train_len": self.train_len}
+        out = {"layers": layers, "params": dict(self.params), "scheme": self.scheme, "train_len": self.train_len}
+        if self.layer_params:  # JSON keys are text
+            out["layer_params"] = {str(k): dict(v) for k, v in self.layer_params.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LogScaleConfig:
         """The inverse of ``to_dict``; every field is checked (saved files can be edited by hand)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a scale setting must be a table of scheme, train_len, params, layers; got {data!r}")
-        unknown = set(data) - {"layers", "params", "scheme", "train_len"}
+        unknown = set(data) - {"layers", "layer_params", "params", "scheme", "train_len"}
         if unknown:
             raise ValueError(f"unknown LogScaleConfig field(s): {', '.join(sorted(map(str, unknown)))}")
         scheme = data.get("scheme", "none")
         if not isinstance(scheme, str):
             raise ValueError(f"`scheme` must be a scheme name, got {scheme!r}")
         return cls(
-            scheme=scheme, train_len=data.get("train_len"), params=data.get("params") or {}, layers=data.get("layers")
+            scheme=scheme,
+            train_len=data.get("train_len"),
+            params=data.get("params") or {},
+            layers=data.get("layers"),
+            layer_params=data.get("layer_params") or {},
         )
+
+
+def format_layer_params(layer_params: Mapping[int, Mapping[str, Any]]) -> str:
+    """``{0: {"tau": 0.8}, 1: {"tau": 1.3}}`` → ``0/tau=0.8;1/tau=1.3`` (the variant grammar's ``per_layer`` value)."""
+    return ";".join(f"{layer}/{k}={v!r}" for layer, params in layer_params.items() for k, v in params.items())
+
+
+def parse_layer_params(text: str) -> dict[int, dict[str, Any]]:
+    """The inverse of ``format_layer_params``."""
+    out: dict[int, dict[str, Any]] = {}
+    for item in text.split(";"):
+        layer, slash, kv = item.partition("/")
+        key, eq, value = kv.partition("=")
+        if not slash or not eq or not layer.strip().isdigit():
+            raise ValueError(
+                f"per_layer: expected layer/param=value items joined by ';' (e.g. 0/tau=0.8;1/tau=1.3), got {item!r}"
+            )
+        out.setdefault(int(layer), {})[key.strip()] = parse_value(value, f"per_layer {layer}/{key.strip()}")
+    return out
 
 
 def scale_factors(cfg: LogScaleConfig | Scheme, n: torch.Tensor | int | float | list) -> torch.Tensor:

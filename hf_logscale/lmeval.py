@@ -38,7 +38,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the opti
     raise ImportError("the lm-eval integration needs lm-eval: pip install 'hf-logscale[lmeval]'") from err
 
 from .eval.task import TASKS
-from .models import REFERENCE_MODEL, load, train_length
+from .models import load, reference_model, train_length
 from .patching import patch
 from .results import ResultStore, write_atomic
 from .train_length import resolve_train_len
@@ -57,7 +57,9 @@ def task_path() -> Path:
 
 def config_train_length(model: str | None):
     """L of a hub id or local folder (the reference model by default) from its config alone, before loading."""
-    return resolve_train_len(AutoConfig.from_pretrained(model or REFERENCE_MODEL))
+    if model is None or (model.startswith("reference") and not Path(model).exists()):
+        model = reference_model(model or "reference")
+    return resolve_train_len(AutoConfig.from_pretrained(model))
 
 
 def _variant_arg(value: Any) -> Any:

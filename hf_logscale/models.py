@@ -22,11 +22,46 @@ from .patching import CONFIG_KEY, patch, patch_state
 from .train_length import TrainLength, resolve_train_len
 from .variants import Variant, as_variant
 
-__all__ = ["load", "save_patched", "train_length", "ADAPTER_FILE", "DTYPES", "REFERENCE_MODEL"]
+__all__ = [
+    "ADAPTER_FILE",
+    "DTYPES",
+    "REFERENCE_MODEL",
+    "REFERENCE_MODELS",
+    "load",
+    "reference_model",
+    "save_patched",
+    "train_length",
+]
 
 ADAPTER_FILE = "logscale_config.json"
 # The project's own small model (scripts/train_reference_model.py), shipped in the package: the offline default.
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference"
+# The project's reference models by name: standard RoPE (the default), NoPE, p-RoPE, and RoPE trained with SSMax.
+REFERENCE_MODELS = {
+    "reference": REFERENCE_MODEL,
+    "reference:nope": REFERENCE_MODEL.parent / "reference-nope",
+    "reference:prope": REFERENCE_MODEL.parent / "reference-prope",
+    "reference:ssmax": REFERENCE_MODEL.parent / "reference-ssmax",
+}
+
+
+def reference_model(name: str) -> Path:
+    """The folder of a reference model by name; NoPE and p-RoPE need transformers' proportional RoPE (5.x)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
+    folder = REFERENCE_MODELS[name]
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"the reference model {name!r} is missing from {folder}; reinstall hf-logscale")
+    if name in ("reference:nope", "reference:prope") and "proportional" not in ROPE_INIT_FUNCTIONS:
+        raise ValueError(
+            f"{name} uses transformers' proportional RoPE, which transformers {transformers.__version__} lacks; "
+            "upgrade with `pip install -U transformers` (5.x)"
+        )
+    return folder
+
+
 DTYPES = {
     "auto": "auto",
     "float32": torch.float32,
@@ -97,10 +132,8 @@ def load(
     reference model (offline). Weights load as safetensors; remote code runs only with ``trust_remote_code=True``.
     The tokenizer is ``None`` (with a warning) if the folder has none.
     """
-    if model is None:
-        if not (REFERENCE_MODEL / "model.safetensors").is_file():
-            raise FileNotFoundError(f"the reference model is missing from {REFERENCE_MODEL}; reinstall hf-logscale")
-        model = REFERENCE_MODEL
+    if model is None or (isinstance(model, str) and model.startswith("reference") and not Path(model).exists()):
+        model = reference_model(model or "reference")
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
         raise ValueError(f"`model` must be a hub id (owner/name) or a folder, got {model!r}")
     model_id = str(model)

@@ -127,11 +127,20 @@ class Critical(Scheme):
 @dataclass(frozen=True)
 class SSMax(Scheme):
     name: ClassVar[str] = "ssmax"
-    formula: ClassVar[str] = "ln n / ln L  (no clip: < 1 below L)"
-    origin: ClassVar[str] = "Scalable-Softmax (Nakanishi 2025) with s = 1/ln L"
+    formula: ClassVar[str] = "ln n / ln L  (no clip: < 1 below L); beyond L: 1 + τ·(ln n − ln L)/ln L"
+    origin: ClassVar[str] = "Scalable-Softmax (Nakanishi 2025) with s = 1/ln L; τ varies the slope beyond L only"
+
+    tau: float = _param(1.0, "≥ 0", "τ, the slope beyond L relative to SSMax's own (1 = SSMax)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.name, "tau", _is_real(self.tau) and self.tau >= 0, "≥ 0", self.tau)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
-        return torch.log(n) / self._lnL
+        s = torch.log(n) / self._lnL
+        if self.tau == 1.0:  # SSMax itself, to the last bit
+            return s
+        return torch.where(n > self.train_len, 1.0 + self.tau * (torch.log(n) - self._lnL) / self._lnL, s)
 
 
 @register

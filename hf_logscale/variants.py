@@ -12,6 +12,15 @@ Recipes are TOML data (never code)::
     attention_factor = 1.0
     [scale]
     scheme = "logn"
+
+A recipe may give some layers their own parameters (``calibrate --per-layer`` writes these)::
+
+    [scale]
+    scheme = "critical"
+    tau = 1.0
+    [scale.per_layer]
+    0 = { tau = 0.6 }
+    3 = { tau = 1.8 }
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .config import LogScaleConfig
+from .config import LogScaleConfig, parse_layer_params
 from .rope import ROPE_KINDS, RopeSetting
 from .schemes import SCHEMES
 from .spec import parse_items
@@ -96,16 +105,21 @@ def _split(part: str) -> tuple[str, dict[str, Any]]:
     name = name.strip()
     params: dict[str, Any] = {}
     if rest.strip():
-        params = parse_items(rest.split(","), name)
+        items = rest.split(",")
+        per_layer = [i for i in items if i.strip().startswith("per_layer=")]
+        params = parse_items([i for i in items if i not in per_layer], name)
+        for item in per_layer:  # per-layer parameters: per_layer=0/tau=0.8;1/tau=1.3
+            params["per_layer"] = parse_layer_params(item.strip()[len("per_layer=") :])
     return name, params
 
 
 def _scale_from(name: str, params: dict[str, Any], layers: Any = None) -> LogScaleConfig:
     params = dict(params)
     train_len = params.pop("train_len", None)
+    layer_params = params.pop("per_layer", None)
     if train_len is not None and (not isinstance(train_len, int) or isinstance(train_len, bool)):
         raise ValueError(f"{name}: `train_len` must be an integer ≥ 2, got {train_len!r}")
-    return LogScaleConfig(scheme=name, train_len=train_len, params=params, layers=layers)
+    return LogScaleConfig(scheme=name, train_len=train_len, params=params, layers=layers, layer_params=layer_params)
 
 
 def parse_variant(text: str) -> Variant:
@@ -188,7 +202,7 @@ def recipe_names() -> list[str]:
 
 
 _RECIPE_KEYS = {"description", "rope", "scale"}
-_SCALE_KEYS = {"scheme", "train_len", "layers"}
+_SCALE_KEYS = {"scheme", "train_len", "layers", "per_layer"}
 
 
 def load_recipe(name_or_path: str) -> Variant:

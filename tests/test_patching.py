@@ -3,7 +3,7 @@
 import pytest
 import torch
 import transformers
-from conftest import ids, make_model
+from conftest import V5, ids, make_model
 from reference import ref_scale, reference_logits
 
 import hf_logscale as hls
@@ -263,3 +263,41 @@ def test_failed_patch_keeps_the_previous_one():
     with hls.patched(model, "critical:tau=2"):
         assert hls.patch_state(model).rope is None
     assert hls.patch_state(model).rope is not None and torch.equal(model(x).logits, active)
+
+
+@pytest.mark.skipif(not V5, reason="proportional RoPE (NoPE / p-RoPE configs) is in transformers 5")
+@pytest.mark.parametrize("fraction", [0.0, 0.25])
+@torch.no_grad()
+def test_nope_and_partial_rope_models_match_reference(fraction, attn):
+    rope = {"rope_type": "proportional", "rope_theta": 10000.0, "partial_rotary_factor": fraction}
+    model = make_model("llama", attn, rope_parameters=rope)
+    x = ids()
+    before = model(x).logits
+    assert rel(before, reference_logits(model, x)) <= 1e-5
+    hls.patch(model, cfg("critical"))
+    assert rel(model(x).logits, reference_logits(model, x, ref_scale("critical", L, **SCHEMES["critical"]))) <= 1e-5
+    hls.unpatch(model)
+    assert torch.equal(model(x).logits, before)
+
+
+@torch.no_grad()
+def test_per_layer_parameters_apply_save_and_reload(family, tmp_path):
+    """A scheme parameter per layer (calibrate --per-layer writes such recipes): each layer its own s(n)."""
+    model = make_model(family, "sdpa")
+    x = ids()
+    scale = hls.LogScaleConfig("critical", train_len=L, tau=0.5, layer_params={1: {"tau": 2.0}})
+    hls.patch(model, scale)
+    want = reference_logits(model, x, {0: ref_scale("critical", L, tau=0.5), 1: ref_scale("critical", L, tau=2.0)})
+    got = model(x).logits
+    assert rel(got, want) <= 1e-5
+    assert rel(got, reference_logits(model, x, ref_scale("critical", L, tau=0.5))) > 1e-3  # layer 1 differs
+    assert hls.verify(model).ok and hls.describe(model).layer_params == {1: {"tau": 2.0}}
+    assert hls.parse_variant(scale.spec).scale == scale  # the grammar carries it: critical:...,per_layer=1/tau=2.0
+    recipe = tmp_path / "per-layer.toml"
+    recipe.write_text('[scale]\nscheme = "critical"\ntrain_len = 16\ntau = 0.5\n[scale.per_layer]\n1 = { tau = 2.0 }\n')
+    assert hls.load_recipe(str(recipe)).scale == scale
+    model.config._name_or_path = str(tmp_path / "base")
+    model.save_pretrained(tmp_path / "base")
+    hls.save_patched(model, tmp_path / "patched")
+    loaded, _ = hls.load(tmp_path / "patched")
+    assert torch.equal(loaded(x).logits, got)

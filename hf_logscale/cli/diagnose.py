@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,12 @@ from .options import variants as parse_variants
 from .render import Progress, err, out, print_table
 
 __all__ = ["calibrate", "diagnose"]
+
+
+class Objective(str, Enum):
+    entropy = "entropy"
+    nll = "nll"
+
 
 WindowsOpt = Annotated[int, typer.Option(min=1, help="Windows of held-out text per length.")]
 
@@ -64,7 +71,11 @@ def diagnose(
 def calibrate(
     model: ModelOpt = None,
     lengths: Annotated[str, typer.Option(help="Lengths to match (beyond L): 2x,4x or 512,1k.")] = "2x,4x,8x,16x",
-    per_layer: Annotated[bool, typer.Option(help="Also fit τ for each layer alone (reported).")] = False,
+    objective: Annotated[
+        Objective,
+        typer.Option(help="entropy: match attention entropy at L; nll: minimise held-out NLL at the lengths."),
+    ] = Objective.entropy,
+    per_layer: Annotated[bool, typer.Option(help="Also fit τ for each layer alone; the recipe gets them.")] = False,
     windows: WindowsOpt = 2,
     dataset: DatasetOpt = "sample",
     dtype: DTypeOpt = DType.auto,
@@ -72,9 +83,11 @@ def calibrate(
     attn: AttnOpt = None,
     out_file: Annotated[Path, typer.Option("--out", help="Recipe file to write.")] = Path("calibrated.toml"),
 ) -> None:
-    """Fit τ of the critical scheme so attention entropy beyond L matches the model's own at L; write a recipe.
+    """Fit τ of the critical scheme beyond L (entropy matching or held-out NLL); print the objective over τ; write a
+    recipe (with per-layer τ under --per-layer).
 
-    Example: hf-logscale calibrate --out calibrated.toml, then hf-logscale compare --variants none,logn,@calibrated.toml
+    Example: hf-logscale calibrate --objective nll --out calibrated.toml, then
+    hf-logscale compare --variants none,logn,@calibrated.toml
     """
     from ..data.sources import load_documents
     from ..diagnostics import calibrate as fit
@@ -89,10 +102,13 @@ def calibrate(
         raise ValueError("the model config states no training length; calibration needs one (--train-len)")
     lens = parse_lengths(lengths, tl.value)
     ws = token_windows(tok, [d.text for d in load_documents(dataset)], max(lens), windows)
-    result = fit(net, ws, lens, tl.value, log=err.print)
+    result = fit(net, ws, lens, tl.value, objective=objective.value, log=err.print)
+    print_table(result.curve_table())
     print_table(result.table(tl.value))
-    if per_layer:
-        print_table(layers_table(calibrate_layers(net, ws, lens, tl.value, log=err.print)))
-    desc = f"critical τ calibrated on {model or 'the reference model'}: attention entropy at {list(lens)} matched to L"
-    write_atomic(out_file, result.recipe(tl.value, desc))
+    layers = calibrate_layers(net, ws, lens, tl.value, objective=objective.value, log=err.print) if per_layer else []
+    if layers:
+        print_table(layers_table(layers))
+    what = "attention entropy matched to L" if objective.value == "entropy" else "held-out NLL minimised"
+    desc = f"critical τ calibrated on {model or 'the reference model'} at {list(result.lengths)}: {what}"
+    write_atomic(out_file, result.recipe(tl.value, desc, layers))
     out.print(f"Wrote {out_file}: use it as --recipe {out_file} or in --variants @{out_file}")

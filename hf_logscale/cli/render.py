@@ -95,6 +95,9 @@ def print_patch_report(r) -> None:
         ("train length L", f"{r.train_len} ({r.train_len_source})"),
         ("RoPE", f"{r.rope}, attention factor {r.rope_attention_factor:.4f}{compounding}"),
     ]
+    if r.layer_params:
+        own = "; ".join(f"{i}: " + ", ".join(f"{k}={v:g}" for k, v in p.items()) for i, p in r.layer_params.items())
+        rows.append(("own parameters", f"layers {own} (the table shows the others)"))
     if r.native_scale:
         state = "replaced by s(n) while patched (restored by unpatch)" if r.native_replaced else "on, × s(n)"
         rows.append(("native length scale", f"{r.native_scale}: {state}"))

@@ -1,10 +1,14 @@
-"""Calibration: the τ of the ``critical`` scheme that keeps attention entropy at longer lengths at the model's own
-level at its training length L.
+"""Calibration: the τ of the ``critical`` scheme, fitted on held-out windows, by one of two objectives.
 
-Target: the mean entropy of attention rows that see n ∈ (L/2, L] keys, without scaling. For each longer length N,
-H_N(τ) is the mean entropy of rows with n ∈ (N/2, N] under ``critical:tau=τ``. τ minimises Σ_N (H_N(τ) − target)²
-(golden-section search; entropy falls as τ grows). Globally (all layers and heads) or for one layer at a time (only
-that layer scaled, its own entropies).
+- ``entropy``: keep attention entropy at longer lengths at the model's own level at its training length L. Target:
+  the mean entropy of rows that see n ∈ (L/2, L] keys, without scaling; for each longer length N, H_N(τ) is the mean
+  entropy of rows with n ∈ (N/2, N] under ``critical:tau=τ``; the objective is Σ_N (H_N(τ) − target)².
+- ``nll``: what users care about — the mean next-token NLL (nats) at the target lengths, each window cut to its first
+  N tokens, averaged over lengths.
+
+Both scan a grid of τ (the reported curve of the objective), then refine the best bracket by golden-section search.
+Globally (all layers scaled alike) or for one layer at a time (only that layer scaled; for ``entropy`` matched on its
+own entropies); ``recipe`` writes the result, with per-layer τ when given the per-layer fits.
 """
 
 from __future__ import annotations
@@ -12,47 +16,83 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..config import LogScaleConfig
+from ..eval.logprobs import decoder_hidden, next_token_nll
+from ..patching import patched
 from ..patching.families import attention_layers
 from ..tables import Table
 from ..variants import Variant
 from .entropy import attention_entropy
 
-__all__ = ["Calibration", "band_entropy", "calibrate", "calibrate_layers", "layers_table"]
+__all__ = ["OBJECTIVES", "Calibration", "band_entropy", "calibrate", "calibrate_layers", "layers_table"]
+
+OBJECTIVES = ("entropy", "nll")
+GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 @dataclass(frozen=True)
 class Calibration:
     tau: float
-    target: float  # entropy at L without scaling
+    objective: str  # "entropy" or "nll"
+    value: float  # the objective at τ (entropy: RMS misfit in nats; nll: mean NLL in nats)
     lengths: list[int]
-    fitted: dict[int, float]  # H_N at the fitted τ
-    unscaled: dict[int, float]  # H_N without scaling
-    rms: float  # root-mean-square of H_N(τ) − target
+    curve: list[tuple[float, float]]  # (τ, objective) at every τ evaluated, sorted by τ
+    fitted: dict[int, float]  # per length at τ: entropy H_N, or NLL
+    unscaled: dict[int, float]  # per length at τ = 0
+    target: float | None = None  # entropy at L without scaling (entropy objective)
     layer: int | None = None
+    per_length: dict[float, dict[int, float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def rms(self) -> float:  # the entropy objective's misfit, kept under its earlier name
+        return self.value
 
     def table(self, train_len: int) -> Table:
-        title = (
-            f"critical τ = {self.tau:.4f}; target entropy at L = {train_len}: {self.target:.4f} nats; "
-            f"RMS misfit {self.rms:.4f}"
-        )
-        table = Table(title, ["N", "entropy unscaled", f"entropy at τ = {self.tau:.3f}", "target"], text_columns=0)
-        table.rows = [
-            [str(n), f"{self.unscaled[n]:.4f}", f"{self.fitted[n]:.4f}", f"{self.target:.4f}"] for n in self.lengths
-        ]
-        return table
+        if self.objective == "entropy":
+            title = (
+                f"critical τ = {self.tau:.4f}; target entropy at L = {train_len}: {self.target:.4f} nats; "
+                f"RMS misfit {self.value:.4f}"
+            )
+            head = ["N", "entropy unscaled", f"entropy at τ = {self.tau:.3f}", "target"]
+            rows = [
+                [str(n), f"{self.unscaled[n]:.4f}", f"{self.fitted[n]:.4f}", f"{self.target:.4f}"] for n in self.lengths
+            ]
+        else:
+            title = (
+                f"critical τ = {self.tau:.4f}: mean held-out NLL {self.value:.4f} nats (τ = 0: {self.curve[0][1]:.4f})"
+            )
+            head = ["N", "NLL unscaled", f"NLL at τ = {self.tau:.3f}", "perplexity change"]
+            rows = [
+                [
+                    str(n),
+                    f"{self.unscaled[n]:.4f}",
+                    f"{self.fitted[n]:.4f}",
+                    f"{math.exp(self.fitted[n] - self.unscaled[n]) - 1:+.1%}",
+                ]
+                for n in self.lengths
+            ]
+        return Table(title, head, rows, text_columns=0)
 
-    def recipe(self, train_len: int, description: str) -> str:
-        """A recipe file (TOML) with this τ; the description is written as a JSON string, which TOML reads."""
-        return (
+    def curve_table(self) -> Table:
+        label = "RMS entropy misfit (nats)" if self.objective == "entropy" else "mean NLL (nats)"
+        rows = [[f"{t:.4g}", f"{v:.4f}" + ("  ← fitted" if t == self.tau else "")] for t, v in self.curve]
+        return Table(f"the objective over τ ({self.objective})", ["τ", label], rows, text_columns=0)
+
+    def recipe(self, train_len: int, description: str, per_layer: Sequence[Calibration] = ()) -> str:
+        """A recipe file (TOML) with this τ, and each layer's own τ when given per-layer fits; the description is
+        written as a JSON string, which TOML reads."""
+        text = (
             f'description = {json.dumps(description)}\n\n[scale]\nscheme = "critical"\ntrain_len = {train_len}\n'
             f"tau = {self.tau:.4f}\n"
         )
+        if per_layer:
+            text += "\n[scale.per_layer]\n" + "".join(f"{c.layer} = {{ tau = {c.tau:.4f} }}\n" for c in per_layer)
+        return text
 
 
 def band_entropy(entropy: torch.Tensor, length: int, layer: int | None = None) -> float:
@@ -62,11 +102,25 @@ def band_entropy(entropy: torch.Tensor, length: int, layer: int | None = None) -
     return float(e[..., lo:hi].mean())
 
 
-def _profile(model, windows, tau: float, train_len: int, layer: int | None) -> torch.Tensor:
-    scale = LogScaleConfig(
-        "critical", train_len=train_len, params={"tau": tau}, layers=(layer,) if layer is not None else None
-    )
-    return torch.stack([attention_entropy(model, w, Variant(scale=scale)) for w in windows]).mean(0)
+def _variant(tau: float, train_len: int, layer: int | None) -> Variant:
+    layers = (layer,) if layer is not None else None
+    return Variant(scale=LogScaleConfig("critical", train_len=train_len, tau=tau, layers=layers))
+
+
+@torch.no_grad()
+def _nll(model: Any, windows: Sequence[torch.Tensor], lengths: Sequence[int], variant: Variant) -> dict[int, float]:
+    """Mean next-token NLL of each window's first N tokens, per N, under ``variant``."""
+    device = model.get_input_embeddings().weight.device
+    out = {}
+    with patched(model, variant):
+        for n in lengths:
+            total, count = 0.0, 0
+            for w in windows:
+                x = w[:, :n].to(device)
+                nll = next_token_nll(model, decoder_hidden(model, x)[:, :-1], x[:, 1:])
+                total, count = total + float(nll.double().sum()), count + nll.numel()
+            out[n] = total / count
+    return out
 
 
 def calibrate(
@@ -75,71 +129,90 @@ def calibrate(
     lengths: Sequence[int],
     train_len: int,
     *,
+    objective: str = "entropy",
     layer: int | None = None,
     target: float | None = None,
     tau_max: float = 8.0,
-    iterations: int = 18,
+    iterations: int = 12,
     log: Any = None,
 ) -> Calibration:
     """Fit τ on token ``windows`` ([1, T] each, T ≥ max(lengths)). ``target`` overrides the entropy at L."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     longer = sorted(n for n in lengths if n > train_len)
     if not longer:
         raise ValueError(f"calibration needs lengths beyond the training length {train_len}")
     if any(w.shape[-1] < longer[-1] for w in windows):
         raise ValueError(f"every window needs {longer[-1]} tokens")
-    base = _profile(model, windows, 0.0, train_len, layer)
-    if target is None:
+    per_length: dict[float, dict[int, float]] = {}
+    if objective == "entropy" and target is None:
+        base = torch.stack([attention_entropy(model, w, _variant(0.0, train_len, layer)) for w in windows]).mean(0)
         target = band_entropy(base, train_len, layer)
-    cache: dict[float, dict[int, float]] = {}
+    grid = [t for t in GRID if t <= tau_max]
 
-    def entropies(tau: float) -> dict[int, float]:
-        if tau not in cache:
-            prof = _profile(model, windows, tau, train_len, layer)
-            cache[tau] = {n: band_entropy(prof, n, layer) for n in longer}
+    def evaluate(tau: float) -> float:
+        if tau not in per_length:
+            v = _variant(tau, train_len, layer)
+            if objective == "entropy":
+                prof = torch.stack([attention_entropy(model, w, v) for w in windows]).mean(0)
+                per_length[tau] = {n: band_entropy(prof, n, layer) for n in longer}
+            else:
+                per_length[tau] = _nll(model, windows, longer, v)
             if log:
-                shown = ", ".join(f"{h:.3f}" for h in cache[tau].values())
-                log(f"τ = {tau:.4f}: entropy {shown} (target {target:.3f}) [{len(cache)}/{iterations + 3}]")
-        return cache[tau]
+                shown = ", ".join(f"{h:.3f}" for h in per_length[tau].values())
+                log(f"τ = {tau:.4f}: {objective} at {longer}: {shown} [{len(per_length)}/{len(grid) + iterations}]")
+        values = per_length[tau]
+        if objective == "entropy":
+            return math.sqrt(sum((h - target) ** 2 for h in values.values()) / len(values))
+        return sum(values.values()) / len(values)
 
-    def loss(tau: float) -> float:
-        return sum((h - target) ** 2 for h in entropies(tau).values())
-
-    a, b = 0.0, tau_max
+    scores = [evaluate(t) for t in grid]
+    best = min(range(len(grid)), key=scores.__getitem__)
+    a, b = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     ratio = (math.sqrt(5) - 1) / 2
     c, d = b - ratio * (b - a), a + ratio * (b - a)
-    for _ in range(iterations):
-        if loss(c) <= loss(d):
+    for _ in range(iterations):  # golden-section search inside the best bracket of the grid
+        if evaluate(c) <= evaluate(d):
             b, d = d, c
             c = b - ratio * (b - a)
         else:
             a, c = c, d
             d = a + ratio * (b - a)
-    tau = (a + b) / 2
-    fitted = entropies(tau)
+    tau = min(per_length, key=evaluate)
     return Calibration(
         tau=tau,
-        target=target,
+        objective=objective,
+        value=evaluate(tau),
         lengths=longer,
-        fitted=fitted,
-        unscaled={n: band_entropy(base, n, layer) for n in longer},
-        rms=math.sqrt(loss(tau) / len(longer)),
+        curve=sorted((t, evaluate(t)) for t in per_length),
+        fitted=per_length[tau],
+        unscaled=per_length[0.0],
+        target=target,
         layer=layer,
+        per_length=per_length,
     )
 
 
 def layers_table(fits: Sequence[Calibration]) -> Table:
-    table = Table("τ fitted per layer (only that layer scaled)", ["layer", "τ", "RMS misfit"], text_columns=0)
-    table.rows = [[str(c.layer), f"{c.tau:.4f}", f"{c.rms:.4f}"] for c in fits]
+    label = "RMS misfit" if fits and fits[0].objective == "entropy" else "mean NLL"
+    table = Table("τ fitted per layer (only that layer scaled)", ["layer", "τ", label], text_columns=0)
+    table.rows = [[str(c.layer), f"{c.tau:.4f}", f"{c.value:.4f}"] for c in fits]
     return table
 
 
 def calibrate_layers(
-    model: Any, windows: Sequence[torch.Tensor], lengths: Sequence[int], train_len: int, *, log: Any = None
+    model: Any,
+    windows: Sequence[torch.Tensor],
+    lengths: Sequence[int],
+    train_len: int,
+    *,
+    objective: str = "entropy",
+    log: Any = None,
 ) -> list[Calibration]:
-    """τ fitted for each attention layer alone (only that layer scaled, matched on its own entropies)."""
+    """τ fitted for each attention layer alone (only that layer scaled; entropy: matched on its own entropies)."""
     out = []
     for i, _ in attention_layers(model):
         if log:
             log(f"layer {i}:")
-        out.append(calibrate(model, windows, lengths, train_len, layer=i, log=log))
+        out.append(calibrate(model, windows, lengths, train_len, objective=objective, layer=i, log=log))
     return out

@@ -47,6 +47,8 @@ class PerplexityResult:
     skipped: int  # documents too short for the window
     windows: int
     curve: dict[str, list] = field(default_factory=dict)  # edges (positions), nll and tokens per bucket
+    # per window, in window order: (document, NLL summed over its scored tokens, scored tokens) — for resampling
+    per_window: list[tuple[int, float, int]] = field(default_factory=list)
 
     @property
     def perplexity(self) -> float:
@@ -141,26 +143,28 @@ def perplexity(
     pos_count = torch.zeros(length - 1, dtype=torch.int64)
     positions = torch.arange(1, length)
 
-    def run(batch: Sequence[Window]) -> list[None]:
+    def run(batch: Sequence[Window]) -> list[tuple[int, float, int]]:
         x = torch.tensor([w.ids for w in batch], device=device)
         targets = x[:, 1:].clone()
         start = torch.tensor([w.score_from for w in batch], device=device)
         targets[positions.to(device)[None, :] < start[:, None]] = -100
-        nll = next_token_nll(model, decoder_hidden(model, x)[:, :-1], targets)
+        nll = next_token_nll(model, decoder_hidden(model, x)[:, :-1], targets).double().cpu()
         scored = (targets != -100).cpu()
-        pos_sum.add_(nll.double().cpu().sum(0))
+        pos_sum.add_(nll.sum(0))
         pos_count.add_(scored.sum(0))
-        return [None] * len(batch)
+        return [(w.doc, float(row.sum()), int(k.sum())) for w, row, k in zip(batch, nll, scored, strict=True)]
 
     dist = current()  # under `accelerate launch`: this process's share of the windows, sums combined after
-    failed = False
+    mine = dist.shard(windows)
+    failed, sums = False, []
     try:
-        in_batches([w for _, w in dist.shard(windows)], auto_batch_size(batch_size, length), run, advance)
+        sums = in_batches([w for _, w in mine], auto_batch_size(batch_size, length), run, advance)
     except OutOfMemory:
         failed = True
     if dist.any(failed):
         raise OutOfMemory(f"length {length}: out of memory with batch size 1")
     dist.sum_(pos_sum, pos_count)
+    per_window = dist.gather([(i, t) for (i, _), t in zip(mine, sums, strict=True)])
     edges = _bucket_edges(length)
     curve_nll, curve_tokens = [], []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -181,4 +185,5 @@ def perplexity(
         skipped=skipped,
         windows=len(windows),
         curve={"edges": edges, "nll": curve_nll, "tokens": curve_tokens},
+        per_window=per_window,
     )

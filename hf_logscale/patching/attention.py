@@ -34,12 +34,11 @@ PREFIX = "logscale_"
 class ScaleState:
     """Per-model scaling state shared by its patched layers.
 
-    Scales depend only on ``position_ids`` and the layer's window, so they are computed once per forward and
-    window (the same ``position_ids`` tensor reaches every layer) and reused by the other layers.
+    Scales depend only on ``position_ids``, the layer's scheme and its window, so they are computed once per
+    forward, scheme and window (the same ``position_ids`` tensor reaches every layer) and reused by the other layers.
     """
 
-    def __init__(self, scheme: Scheme):
-        self.scheme = scheme
+    def __init__(self):
         self._cache: dict[Any, tuple[torch.Tensor, int, torch.Tensor]] = {}
         self.probe: dict[int, torch.Tensor] | None = None  # layer -> scales seen, only while verifying
         # diagnostics: called as observer(layer_idx, module, scaled query, key, kwargs) inside the wrapper
@@ -47,6 +46,7 @@ class ScaleState:
 
     def scales(
         self,
+        scheme: Scheme,
         position_ids: torch.Tensor | None,
         window: int | None,
         q_len: int,
@@ -59,7 +59,7 @@ class ScaleState:
         if position_ids is None:
             # Callers always pass position_ids through the decoder layers; without them assume no padding.
             position_ids = torch.arange(kv_len - q_len, kv_len, device=device)[None]
-        key = (window, dtype, device)
+        key = (id(scheme), window, dtype, device)
         hit = self._cache.get(key)
         version = _version(position_ids)
         if hit is not None and hit[0] is position_ids and hit[1] == version:
@@ -74,7 +74,7 @@ class ScaleState:
         n = position_ids.to(device=device, dtype=exact) + 1.0
         if window is not None:
             n = n.clamp(max=float(window))
-        s = self.scheme(n).to(dtype)[:, None, :, None]
+        s = scheme(n).to(dtype)[:, None, :, None]
         self._cache[key] = (position_ids, version, s)
         return s
 
@@ -85,23 +85,25 @@ def _version(t: torch.Tensor) -> int:
 
 
 class LayerScale:
-    """Attached to one attention module: applies its model's ``ScaleState`` to that layer's queries. ``window``
-    is the layer's sliding window as its mask applies it (some families do not pass it to the function)."""
+    """Attached to one attention module: applies its scheme (the model's, or this layer's own parameters) through
+    the model's ``ScaleState``. ``window`` is the layer's sliding window as its mask applies it (some families do
+    not pass it to the function)."""
 
-    def __init__(self, state: ScaleState, layer_idx: int, window: int | None):
+    def __init__(self, state: ScaleState, layer_idx: int, window: int | None, scheme: Scheme):
         self.state = state
         self.layer_idx = layer_idx
         self.window = window
+        self.scheme = scheme
 
     def __call__(self, query: torch.Tensor, position_ids: torch.Tensor | None, kv_len: int) -> torch.Tensor:
         # query [B, H, Tq, D]; multiply in float32 (float64 for float64 models), cast back once.
         dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
-        if self.state.scheme.identity and self.state.probe is None:
+        if self.scheme.identity and self.state.probe is None:
             return query
-        s = self.state.scales(position_ids, self.window, query.shape[-2], kv_len, query.device, dtype)
+        s = self.state.scales(self.scheme, position_ids, self.window, query.shape[-2], kv_len, query.device, dtype)
         if self.state.probe is not None:
             self.state.probe[self.layer_idx] = s.detach().to("cpu", torch.float64).flatten()
-        if self.state.scheme.identity:
+        if self.scheme.identity:
             return query
         if query.dtype == dtype:
             return query * s

@@ -32,6 +32,7 @@ class PatchReport:
     # the architecture's own length scale (Ministral 3), and whether the patch switched it off in favour of s(n)
     native_scale: str | None = None
     native_replaced: bool = False
+    layer_params: dict[int, dict] = field(default_factory=dict)  # layers with their own scheme parameters
     rows: list[dict[str, float]] = field(default_factory=list)  # n, s(n) per window, native, effective multiplier
 
     @property
@@ -88,6 +89,7 @@ def describe(model: torch.nn.Module) -> PatchReport:
         rope_attention_factor=af,
         native_scale=native_text,
         native_replaced=state.native_saved is not None,
+        layer_params={i: p for i, p in state.variant.scale.layer_params.items() if i in state.layers},
         rows=rows,
     )
 
@@ -114,7 +116,7 @@ def verify_plan(model: torch.nn.Module) -> VerifyPlan:
     expected = {}
     for i in state.layers:
         w = layer_window(layers[i])
-        expected[i] = state.scheme(n.clamp(max=w) if w else n).tolist()
+        expected[i] = state.layer_schemes[i](n.clamp(max=w) if w else n).tolist()
     return VerifyPlan(positions, expected)
 
 
@@ -156,7 +158,7 @@ def verify(model: torch.nn.Module) -> VerifyReport:
     scaled = any(abs(v - 1.0) > 0 for vals in seen.values() if vals for v in vals)
     if bad:
         return VerifyReport(positions, expected, seen, False, "; ".join(bad))
-    if not scaled and not state.scheme.identity:
+    if not scaled and not all(s.identity for s in state.layer_schemes.values()):
         return VerifyReport(positions, expected, seen, False, "no layer saw s(n) ≠ 1 at the probed positions")
     what = "scaled queries seen" if scaled else "s ≡ 1 everywhere (nothing to scale)"
     return VerifyReport(positions, expected, seen, True, f"{len(seen)} patched layers active: {what}")

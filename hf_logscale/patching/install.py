@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -32,7 +32,7 @@ class PatchState:
     """Everything a patch changed on a model, and what it resolved (train length and its source)."""
 
     variant: Variant
-    scheme: Scheme
+    scheme: Scheme  # the scheme with the variant's parameters (layers with their own parameters: layer_schemes)
     train_len: int
     train_len_source: str
     base_impl: str
@@ -42,6 +42,7 @@ class PatchState:
     scale: ScaleState
     previous_entry: Any = None  # a `logscale` config entry present before patching (restored by unpatch)
     native_saved: dict[str, Any] | None = None  # the architecture's own length scale, switched off while patched
+    layer_schemes: dict[int, Scheme] = field(default_factory=dict)  # patched layer -> its scheme
 
     def config_entry(self) -> dict[str, Any]:
         """The ``logscale`` entry written into the model config; ``hf_logscale.load`` re-applies it."""
@@ -123,6 +124,7 @@ def _install(
         resolved = resolve_train_len(model.config)
         train_len, source = resolved.value, resolved.source
     scheme = variant.scale.build(train_len)
+    layer_schemes = {idx: variant.scale.build(train_len, layer=idx) for idx, _ in selected}
 
     base_impl = model.config._attn_implementation
     impl = register_backend(base_impl)
@@ -145,10 +147,11 @@ def _install(
     # The variant's scheme replaces a length scale the architecture applies itself, so the two never stack; the
     # identity scheme leaves the model as shipped.
     native = family_of(model).native_scale
-    native_saved = native.switch_off(model.config) if native and not scheme.identity else None
-    scale = ScaleState(scheme)
+    identity = all(s.identity for s in layer_schemes.values())
+    native_saved = native.switch_off(model.config) if native and not identity else None
+    scale = ScaleState()
     for idx, module in selected:
-        setattr(module, LAYER_ATTR, LayerScale(scale, idx, layer_window(module)))
+        setattr(module, LAYER_ATTR, LayerScale(scale, idx, layer_window(module), layer_schemes[idx]))
     state = PatchState(
         variant=variant,
         scheme=scheme,
@@ -161,6 +164,7 @@ def _install(
         scale=scale,
         previous_entry=None if _saved is not None else previous_entry,
         native_saved=native_saved,
+        layer_schemes=layer_schemes,
     )
     setattr(model, MODEL_ATTR, state)
     if not variant.scale.is_custom and not callable(variant.scale.layers):

@@ -77,7 +77,7 @@ class Perplexity(Task):
                 "skipped": r.skipped,
                 "windows": r.windows,
             },
-            {"nll": {"curve": r.curve}},
+            {"nll": {"curve": r.curve, "windows": [list(w) for w in r.per_window]}},
         )
 
     def table(self, records: Sequence[dict[str, Any]], train_len: int | None) -> Table:
