@@ -9,8 +9,9 @@ the library only:
 
 1. ``run_compare`` over critical τ ∈ {0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3} (for the SSMax-trained model:
    ``ssmax:tau=τ``, its own slope beyond L, τ = 1 being the SSMax it was trained with) plus ``ssmax``, ``llama4``
-   and ``power:p=2``; perplexity with every held-out token scored once (sliding windows, stride n − 1) and passkey
-   retrieval (generation and teacher-forced log p) at 2×, 4×, 8×, 16× L;
+   and ``power:p=2``; perplexity with every token of the first two held-out books (Isaiah, Jeremiah;
+   ``--documents``) scored once (sliding windows, stride n − 1) and passkey retrieval (generation and
+   teacher-forced log p) at 2×, 4×, 8×, 16× L;
 2. ``run_diagnose``: attention entropy vs n for the same variants;
 3. the best τ per model and length with a paired bootstrap over perplexity windows (the same resampled windows for
    every τ), figures, ``report.md`` with a reading written from the numbers, and every record under ``--out``.
@@ -61,13 +62,13 @@ def variant_specs(family: str, rope: str | None) -> list[tuple[float | None, str
     return sweep + others
 
 
-def run_model(name: str, out: Path, trials: int, log) -> None:
+def run_model(name: str, out: Path, trials: int, documents: int, log) -> None:
     model_id, family, rope, _ = MODELS[name]
     model, tok = load(model_id)
     L = train_length(model).value
     lengths = tuple(m * L for m in MULTIPLES)
     variants = [parse_variant(s) for _, s in variant_specs(family, rope)]
-    specs = [EvalSpec(task="ppl", lengths=(n,), mode="sliding", stride=n - 1) for n in lengths]
+    specs = [EvalSpec(task="ppl", lengths=(n,), mode="sliding", stride=n - 1, max_documents=documents) for n in lengths]
     specs.append(EvalSpec(task="passkey", lengths=lengths, trials=trials))
     folder = out / name
     t0 = time.perf_counter()
@@ -79,7 +80,7 @@ def run_model(name: str, out: Path, trials: int, log) -> None:
             model_name=model_id,
             train_len=L,
             command="python scripts/critical_slope.py",
-            settings={"lengths": lengths, "passkey trials per depth": trials},
+            settings={"lengths": lengths, "passkey trials per depth": trials, "held-out books": documents},
         )
     log(f"{name}: matrix in {time.perf_counter() - t0:.0f} s")
     texts = [d.text for d in load_documents("sample")]
@@ -310,6 +311,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs/critical-slope")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--trials", type=int, default=4, help="passkey prompts per (length, depth)")
+    ap.add_argument("--documents", type=int, default=2, help="held-out books scored for perplexity (of 5)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--quick", action="store_true", help="a smoke run: τ ∈ {0, 1, 2}, 2× and 4× L, one trial")
@@ -322,7 +324,7 @@ def main() -> None:
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.report_only:
         for name in names:
-            run_model(name, out, args.trials, lambda s: print(s, flush=True))
+            run_model(name, out, args.trials, args.documents, lambda s: print(s, flush=True))
     results = [analyse(name, out) for name in names]
     write_atomic(out / "summary.json", json.dumps(results, indent=1, default=str))
     paths = figures(results, out)

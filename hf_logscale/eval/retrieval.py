@@ -1,23 +1,28 @@
 """Retrieval tasks (passkey, needle): scoring prompts by greedy generation and teacher forcing from one prefill,
 and what the two tasks share.
 
-Prompts of one cell all have the same token length, so they batch without padding. ``model.generate`` (greedy,
+Prompts of one cell all have the same token length, so they batch without padding, and they share their opening
+tokens up to the needle (the same filler): that prefix is prefilled once and its KV cache copied to every row, so
+a cell costs about one prefill of the distinct tokens. ``model.generate`` (greedy,
 the project's own generation settings, not the checkpoint's sampling defaults) gives the answer text, scored as
-YaRN does: the first integer in it must equal the key. Its KV cache, cropped back to the prompt, then takes the
+YaRN does: the first integer in it must equal the key; generation stops once every row's first integer is
+complete, which cannot change a score. Its KV cache, cropped back to the prompt, then takes the
 expected answer tokens in one short forward pass: the teacher-forced log-probability of the key's tokens and
 whether each is the top-1 prediction.
 """
 
 from __future__ import annotations
 
+import inspect
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import transformers
-from transformers import GenerationConfig
+from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from ..data.passkey import first_integer
 from ..distributed import current
@@ -33,7 +38,7 @@ __all__ = ["PASSKEY_THRESHOLD", "RetrievalResult", "RetrievalTask", "Trial", "ce
 class Trial:
     key: int
     hit: bool  # generation: first integer of the answer equals the key
-    generated: str
+    generated: str  # the greedy answer, up to max_new_tokens or until its first integer is complete
     tf_top1: bool  # teacher forcing: every answer token is the top-1 prediction
     tf_token_top1: float  # teacher forcing: fraction of answer tokens that are the top-1 prediction
     tf_logprob: float  # teacher forcing: log-probability of the answer tokens (nats)
@@ -70,8 +75,42 @@ def cell_rng(task: str, seed: int, length: int, depth: float) -> random.Random:
     return random.Random(f"{task}/{seed}/{length}/{depth:.6f}")
 
 
+_ANSWERED = re.compile(r"\d+\D")
+
+
+class _Answered(StoppingCriteria):
+    """Done once a row's answer holds a complete integer (digits, then a non-digit): more tokens cannot change
+    its first integer, so the score is the same as with every token generated."""
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer, self.prompt_len = tokenizer, prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+        return torch.tensor([bool(_ANSWERED.search(t)) for t in texts], device=input_ids.device)
+
+
+def _shared_prefix(model, x: torch.Tensor) -> DynamicCache | None:
+    """The KV cache of the tokens every row of ``x`` starts with (at most all but the last), prefilled once and
+    repeated over the rows; None for a single row, nothing shared, or sliding-window attention (whose caches drop
+    keys as they fill)."""
+    differs = (x != x[:1]).any(0).nonzero()
+    p = min(int(differs[0]) if len(differs) else x.shape[1], x.shape[1] - 1)
+    if x.shape[0] == 1 or p == 0 or getattr(model.config, "sliding_window", None) is not None:
+        return None
+    cache = DynamicCache()
+    model(input_ids=x[:1, :p], use_cache=True, logits_to_keep=1, **_with_cache(model, cache))
+    cache.batch_repeat_interleave(x.shape[0])
+    return cache
+
+
 def _cache(gen):
     return gen.cache if hasattr(gen, "cache") else gen.past_key_values  # renamed in transformers 5
+
+
+def _with_cache(model, cache) -> dict[str, Any]:
+    """The cache keyword: ``cache`` where the model takes it (transformers 5.x), else ``past_key_values``."""
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
 
 
 @torch.no_grad()
@@ -82,8 +121,10 @@ def score_prompts(
     answers: Sequence[Sequence[int]],
     keys: Sequence[int],
     max_new_tokens: int = 10,
+    share_prefix: bool = True,
 ) -> list[Trial]:
-    """Score equal-length ``prompts`` whose expected continuations are ``answers`` (token ids of " {key}")."""
+    """Score equal-length ``prompts`` whose expected continuations are ``answers`` (token ids of " {key}");
+    ``share_prefix=False`` prefills every row in full (the same scores up to float rounding)."""
     if len({len(p) for p in prompts}) != 1:
         raise ValueError("prompts of one batch must have the same length")
     device = input_device(model)
@@ -101,7 +142,13 @@ def score_prompts(
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # "exceeded the model's predefined maximum length": the point here
     try:
-        gen = model.generate(x, attention_mask=torch.ones_like(x), generation_config=config)
+        gen = model.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            generation_config=config,
+            **_with_cache(model, _shared_prefix(model, x) if share_prefix else None),
+            stopping_criteria=StoppingCriteriaList([_Answered(tokenizer, n)]),
+        )
     finally:
         transformers.logging.set_verbosity(verbosity)
     texts = tokenizer.batch_decode(gen.sequences[:, n:], skip_special_tokens=True)
@@ -133,7 +180,7 @@ def _answer_logits(model, prompt: torch.Tensor, ans: torch.Tensor, cache) -> tor
     if cache is not None:
         out = model(
             input_ids=ans[:, :-1],
-            past_key_values=cache,
+            **_with_cache(model, cache),
             attention_mask=torch.ones(ans.shape[0], n + ans.shape[1] - 1, dtype=torch.long, device=ans.device),
             use_cache=True,
         )
