@@ -20,9 +20,9 @@ from .report import make_figures, write_report
 from .results import ResultStore
 from .variants import Variant, parse_variant
 
-__all__ = ["DEFAULT_SCALES", "CompareResult", "default_variants", "run_compare", "write_outputs", "yarn_factor"]
+__all__ = ["DEFAULT_TAUS", "CompareResult", "default_variants", "run_compare", "write_outputs", "yarn_factor"]
 
-DEFAULT_SCALES = ("none", "logn", "critical:tau=0.5", "critical:tau=2", "ssmax")
+DEFAULT_TAUS = (0.5, 1, 2, 4)  # the slope sweep of the default matrix (τ = 0 is YaRN's frequencies alone)
 
 
 def yarn_factor(max_length: int, train_len: int) -> int:
@@ -31,14 +31,22 @@ def yarn_factor(max_length: int, train_len: int) -> int:
 
 
 def default_variants(max_length: int, train_len: int) -> list[Variant]:
-    """The default matrix: β_n schemes alone, transformers' YaRN as is, YaRN frequencies only, and YaRN
-    frequencies with logn in place of YaRN's temperature; F covers the largest length."""
+    """The default matrix, in three groups; F covers the largest length.
+
+    - β_n on the model as it is: ``none``, ``logn``;
+    - published recipes: transformers' YaRN (frequencies and its temperature), Qwen-7B's dynamic NTK + logn;
+    - the slope sweep where positions are fixed by YaRN's frequencies (attention factor 1): critical τ = 0 (the
+      frequencies alone), 0.5, 1 (= logn), 2, 4.
+    """
     f = yarn_factor(max_length, train_len)
+    frequencies = f"yarn:factor={f},attention_factor=1"
     specs = [
-        *DEFAULT_SCALES,
+        "none",
+        "logn",
         f"yarn:factor={f}",
-        f"yarn:factor={f},attention_factor=1",
-        f"yarn:factor={f},attention_factor=1+logn",
+        "@qwen-dynamic-logn",
+        frequencies,
+        *(f"{frequencies}+critical:tau={t:g}" for t in DEFAULT_TAUS),
     ]
     return [parse_variant(s) for s in specs]
 

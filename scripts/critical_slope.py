@@ -260,7 +260,7 @@ def figures(results: list[dict], out: Path) -> list[Path]:
         ax.title.set_fontsize(8)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle("Attention entropy vs n for each slope (dashed: the model's own level at L)", fontsize=10)
+    fig.suptitle("Attention entropy vs n per slope τ (dashed: level at L)", fontsize=10)
     fig.tight_layout()
     paths.append(out / "entropy_vs_n.png")
     fig.savefig(paths[-1])

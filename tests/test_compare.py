@@ -45,11 +45,14 @@ def test_split_variants():
 def test_default_matrix_covers_the_largest_length():
     assert yarn_factor(4096, 256) == 16 and yarn_factor(300, 256) == 2 and yarn_factor(256, 256) == 2
     v = [x.label for x in default_variants(4096, 256)]
-    assert v[:5] == ["none", "logn", "critical:tau=0.5", "critical:tau=2", "ssmax"]
-    assert v[5:] == [
+    sweep = [f"yarn:attention_factor=1.0,factor=16.0+critical:tau={t}" for t in ("0.5", "1", "2", "4")]
+    assert v == [
+        "none",
+        "logn",
         "yarn:factor=16.0",
+        "@qwen-dynamic-logn",
         "yarn:attention_factor=1.0,factor=16.0",
-        "yarn:attention_factor=1.0,factor=16.0+logn",
+        *sweep,
     ]
 
 

@@ -41,8 +41,8 @@ def compare(
     variants: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated variant specs or @recipes (default: none, logn, critical:tau=0.5, "
-            "critical:tau=2, ssmax and three YaRN settings with F covering the largest length)."
+            help="Comma-separated variant specs or @recipes (default: none, logn, YaRN, @qwen-dynamic-logn, and "
+            "YaRN frequencies with critical τ = 0, 0.5, 1, 2, 4; F covers the largest length)."
         ),
     ] = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated: ppl, passkey, needle.")] = "ppl,passkey",

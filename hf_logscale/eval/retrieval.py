@@ -1,9 +1,7 @@
 """Retrieval tasks (passkey, needle): scoring prompts by greedy generation and teacher forcing from one prefill,
 and what the two tasks share.
 
-Prompts of one cell all have the same token length, so they batch without padding, and they share their opening
-tokens up to the needle (the same filler): that prefix is prefilled once and its KV cache copied to every row, so
-a cell costs about one prefill of the distinct tokens. ``model.generate`` (greedy,
+Prompts of one cell all have the same token length, so they batch without padding. ``model.generate`` (greedy,
 the project's own generation settings, not the checkpoint's sampling defaults) gives the answer text, scored as
 YaRN does: the first integer in it must equal the key; generation stops once every row's first integer is
 complete, which cannot change a score. Its KV cache, cropped back to the prompt, then takes the
@@ -22,7 +20,7 @@ from typing import Any
 
 import torch
 import transformers
-from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from ..data.passkey import first_integer
 from ..distributed import current
@@ -90,20 +88,6 @@ class _Answered(StoppingCriteria):
         return torch.tensor([bool(_ANSWERED.search(t)) for t in texts], device=input_ids.device)
 
 
-def _shared_prefix(model, x: torch.Tensor) -> DynamicCache | None:
-    """The KV cache of the tokens every row of ``x`` starts with (at most all but the last), prefilled once and
-    repeated over the rows; None for a single row, nothing shared, or sliding-window attention (whose caches drop
-    keys as they fill)."""
-    differs = (x != x[:1]).any(0).nonzero()
-    p = min(int(differs[0]) if len(differs) else x.shape[1], x.shape[1] - 1)
-    if x.shape[0] == 1 or p == 0 or getattr(model.config, "sliding_window", None) is not None:
-        return None
-    cache = DynamicCache()
-    model(input_ids=x[:1, :p], use_cache=True, logits_to_keep=1, **_with_cache(model, cache))
-    cache.batch_repeat_interleave(x.shape[0])
-    return cache
-
-
 def _cache(gen):
     return gen.cache if hasattr(gen, "cache") else gen.past_key_values  # renamed in transformers 5
 
@@ -121,10 +105,8 @@ def score_prompts(
     answers: Sequence[Sequence[int]],
     keys: Sequence[int],
     max_new_tokens: int = 10,
-    share_prefix: bool = True,
 ) -> list[Trial]:
-    """Score equal-length ``prompts`` whose expected continuations are ``answers`` (token ids of " {key}");
-    ``share_prefix=False`` prefills every row in full (the same scores up to float rounding)."""
+    """Score equal-length ``prompts`` whose expected continuations are ``answers`` (token ids of " {key}")."""
     if len({len(p) for p in prompts}) != 1:
         raise ValueError("prompts of one batch must have the same length")
     device = input_device(model)
@@ -146,7 +128,6 @@ def score_prompts(
             x,
             attention_mask=torch.ones_like(x),
             generation_config=config,
-            **_with_cache(model, _shared_prefix(model, x) if share_prefix else None),
             stopping_criteria=StoppingCriteriaList([_Answered(tokenizer, n)]),
         )
     finally:
@@ -174,7 +155,9 @@ def _answer_logits(model, prompt: torch.Tensor, ans: torch.Tensor, cache) -> tor
     """Logits [B, width − 1, V] for answer tokens 1.. given the prompt and the answer so far."""
     n = prompt.shape[1]
     try:
-        cache.crop(n)
+        extra = cache.get_seq_length() - n  # the generated tokens; transformers 5 crops by a negative count only
+        if extra > 0:
+            cache.crop(-extra)
     except (AttributeError, ValueError, NotImplementedError, TypeError, RuntimeError):
         cache = None  # a cache that cannot be cropped (e.g. sliding-window layers): prefill prompt + answer again
     if cache is not None:
