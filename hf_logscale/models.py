@@ -53,7 +53,10 @@ def reference_model(name: str) -> Path:
         raise ValueError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
     folder = REFERENCE_MODELS[name]
     if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"the reference model {name!r} is missing from {folder}; reinstall hf-logscale")
+        raise FileNotFoundError(
+            f"the reference model {name!r} is not in this installation ({folder} holds no weights); train it from a "
+            "clone with `bash scripts/train_reference_variants.sh`, or reinstall hf-logscale"
+        )
     if name in ("reference:nope", "reference:prope") and "proportional" not in ROPE_INIT_FUNCTIONS:
         raise ValueError(
             f"{name} uses transformers' proportional RoPE, which transformers {transformers.__version__} lacks; "

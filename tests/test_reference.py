@@ -189,3 +189,9 @@ def test_nope_and_prope_references_are_refused_clearly_on_transformers_4():
     for name in ("reference:nope",):
         with pytest.raises(ValueError, match=f"{name} uses transformers' proportional RoPE, which transformers 4"):
             hls.load(name)
+
+
+def test_a_reference_model_without_weights_names_the_training_script(tmp_path, monkeypatch):
+    monkeypatch.setitem(REFERENCE_MODELS, "reference:ssmax", tmp_path)
+    with pytest.raises(FileNotFoundError, match="not in this installation .*train_reference_variants.sh"):
+        hls.load("reference:ssmax")

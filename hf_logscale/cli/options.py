@@ -53,7 +53,8 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Hub id, local folder or patched-model folder (default: the built-in reference model, offline).",
+        help="Hub id, local folder, patched-model folder, or a built-in reference model: reference (the default, "
+        "offline), reference:nope.",
     ),
 ]
 DTypeOpt = Annotated[DType, typer.Option(help="Weights dtype.")]
