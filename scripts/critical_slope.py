@@ -85,8 +85,23 @@ def run_model(name: str, out: Path, trials: int, documents: int, log) -> None:
     log(f"{name}: matrix in {time.perf_counter() - t0:.0f} s")
     texts = [d.text for d in load_documents("sample")]
     diag = run_diagnose(model, tok, texts, variants, lengths, windows=2, gradients=False)
-    diag.save(folder / "diagnostics.json")
+    diag.save(folder / "diagnostics.json")  # per-row entropies, tens of MB: kept out of git
+    write_entropy_bands(folder, L, lengths)
     log(f"{name}: diagnostics done ({time.perf_counter() - t0:.0f} s in all)")
+
+
+def write_entropy_bands(folder: Path, L: int, lengths: tuple[int, ...]) -> None:
+    """entropy.json: mean attention entropy of rows seeing n ∈ (N/2, N] keys, per variant and N (all layers, and
+    each layer), from diagnostics.json."""
+    diag = json.loads((folder / "diagnostics.json").read_text())
+    bands = {}
+    for v, ent in diag["entropy"].items():
+        e = torch.tensor(ent)
+        bands[v] = {
+            "all": {n: band_entropy(e, n) for n in [L, *lengths]},
+            "layers": {n: [band_entropy(e, n, layer) for layer in range(e.shape[0])] for n in [L, *lengths]},
+        }
+    write_atomic(folder / "entropy.json", json.dumps(bands, indent=1))
 
 
 # ---- analysis ---------------------------------------------------------------------------------------------------
@@ -140,13 +155,10 @@ def analyse(name: str, out: Path, boot: int = 1000) -> dict:
         tf = {t: tf_logprob[(v, n)] for t, v in sweep}
         acc = {t: accuracy[(v, n)] for t, v in sweep}
         result["passkey"][n] = {"tf_logprob": tf, "accuracy": acc}
-    diag = json.loads((out / name / "diagnostics.json").read_text())
-    L = lengths[0] // MULTIPLES[0]
-    for v, ent in diag["entropy"].items():
-        if label.get(v) is None:
-            continue
-        e = torch.tensor(ent)
-        result["entropy"][label[v]] = {n: band_entropy(e, n) for n in [L, *lengths]}
+    bands = json.loads((out / name / "entropy.json").read_text())
+    for v, b in bands.items():
+        if label.get(v) is not None:
+            result["entropy"][label[v]] = {int(n): x for n, x in b["all"].items()}
     return result
 
 
@@ -192,28 +204,27 @@ def figures(results: list[dict], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    fig, axes = plt.subplots(1, len(results), figsize=(4.0 * len(results) + 0.8, 3.8), dpi=130, squeeze=False)
-    for ax, r in zip(axes[0], results, strict=True):
+    fig, axes = plt.subplots(2, len(results), figsize=(4.0 * len(results) + 0.8, 7.2), dpi=130, squeeze=False)
+    for ax, pax, r in zip(axes[0], axes[1], results, strict=True):
         for i, n in enumerate(r["lengths"]):
-            ppl = r["ppl"][n]
+            ppl, tf = r["ppl"][n], r["passkey"][n]["tf_logprob"]
             taus = sorted(ppl)
-            ax.plot(
-                taus,
-                [ppl[t] / ppl[0.0] for t in taus],
-                marker="o",
-                ms=3,
-                color=f"C{i}",
-                label=f"{n} ({n // (r['lengths'][0] // 2)}×L)",
-            )
+            label = f"{n} ({n // (r['lengths'][0] // MULTIPLES[0])}×L)"
+            ax.plot(taus, [ppl[t] / ppl[0.0] for t in taus], marker="o", ms=3, color=f"C{i}", label=label)
             b = r["best"][n]
             ax.plot([b["tau"]], [ppl[b["tau"]] / ppl[0.0]], marker="*", ms=10, color=f"C{i}")
-        ax.axvline(1.0, color="0.3", ls="--", lw=1)
+            pax.plot(taus, [tf[t] for t in taus], marker="o", ms=3, color=f"C{i}", label=label)
+            top = max(tf, key=tf.get)
+            pax.plot([top], [tf[top]], marker="*", ms=10, color=f"C{i}")
+        for a in (ax, pax):
+            a.axvline(1.0, color="0.3", ls="--", lw=1)
+            a.grid(alpha=0.3)
         ax.text(1.0, 1.0, " τ = 1 (critical)", transform=ax.get_xaxis_transform(), va="top", fontsize=7)
-        ax.set(title=r["about"], xlabel="τ (slope relative to critical)", ylabel="perplexity / perplexity at τ = 0")
+        ax.set(title=r["about"], ylabel="perplexity / perplexity at τ = 0")
         ax.title.set_fontsize(8)
-        ax.grid(alpha=0.3)
+        pax.set(xlabel="τ (slope relative to critical)", ylabel="passkey: log p(key), teacher-forced")
     axes[0][-1].legend(fontsize=7, title="length", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle("Held-out perplexity against the slope τ (★: best; dashed: τ = 1)", fontsize=10)
+    fig.suptitle("Perplexity (top), passkey log p (bottom) vs τ; ★ best", fontsize=10)
     fig.tight_layout()
     paths.append(out / "ppl_vs_tau.png")
     fig.savefig(paths[-1])
@@ -268,6 +279,22 @@ def figures(results: list[dict], out: Path) -> list[Path]:
     return paths
 
 
+def best_table(results: list[dict]) -> list[str]:
+    """Model × length: the perplexity-best τ with its 90 % paired-bootstrap interval, and the passkey-best τ."""
+    multiples = [n // (r["lengths"][0] // MULTIPLES[0]) for r in results[:1] for n in r["lengths"]]
+    lines = [
+        "| model | best τ by | " + " | ".join(f"{m}× L" for m in multiples) + " |",
+        "|---" * (len(multiples) + 2) + "|",
+    ]
+    for r in results:
+        b = r["best"]
+        cells = [f"{b[n]['tau']:g} [{b[n]['lo']:g}–{b[n]['hi']:g}]" for n in r["lengths"]]
+        lines.append(f"| {r['about']} | perplexity | " + " | ".join(cells) + " |")
+        tf = [r["passkey"][n]["tf_logprob"] for n in r["lengths"]]
+        lines.append("| | passkey log p | " + " | ".join(f"{max(x, key=x.get):g}" for x in tf) + " |")
+    return lines
+
+
 def report(results: list[dict], out: Path, paths: list[Path]) -> Path:
     lines = [
         "# Where is the best slope?",
@@ -278,6 +305,10 @@ def report(results: list[dict], out: Path, paths: list[Path]) -> Path:
         "## Reading",
         "",
         *[f"- {s}" if not s.startswith("  ") else s for s in reading(results)],
+        "",
+        "## Best τ",
+        "",
+        *best_table(results),
         "",
         "## Perplexity by τ and length",
         "",
@@ -299,6 +330,20 @@ def report(results: list[dict], out: Path, paths: list[Path]) -> Path:
             lines.append(
                 f"| {n} | " + " | ".join(cells) + " | " + " | ".join(f"{x:.2f}" for x in r["others"][n].values()) + " |"
             )
+        lines.append("")
+    lines += ["## Passkey by τ and length", ""]
+    for r in results:
+        lines += [
+            f"**{r['about']}**: teacher-forced log-probability of the key (nats; ★ highest) / generation accuracy",
+            "",
+            "| length | " + " | ".join(f"τ={t:g}" for t in r["taus"]) + " |",
+            "|---" * (len(r["taus"]) + 1) + "|",
+        ]
+        for n in r["lengths"]:
+            tf, acc = r["passkey"][n]["tf_logprob"], r["passkey"][n]["accuracy"]
+            top = max(tf, key=tf.get)
+            cells = [f"{'★' if t == top else ''}{tf[t]:.2f} / {acc[t]:.2f}" for t in r["taus"]]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Figures", "", *[f"![{p.stem}]({p.name})" for p in paths], ""]
     path = out / "report.md"
