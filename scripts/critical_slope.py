@@ -16,7 +16,7 @@ the library only:
 3. the best τ per model and length with a paired bootstrap over perplexity windows (the same resampled windows for
    every τ), figures, ``report.md`` with a reading written from the numbers, and every record under ``--out``.
 
-Usage: python scripts/critical_slope.py [--out docs/critical-slope] [--models nope,prope,ssmax,yarn,dynamic]
+Usage: python scripts/critical_slope.py [--out docs/critical-slope] [--models nope,yarn,dynamic]
        python scripts/critical_slope.py --quick --models yarn --out /tmp/slope   # a smoke run of the pipeline
        python scripts/critical_slope.py --report-only   # figures and report again from the records
 """
@@ -36,7 +36,7 @@ from hf_logscale.compare import run_compare, write_outputs
 from hf_logscale.data.sources import load_documents
 from hf_logscale.diagnostics import band_entropy, run_diagnose
 from hf_logscale.eval import EvalSpec
-from hf_logscale.models import load, train_length
+from hf_logscale.models import load, reference_model, train_length
 from hf_logscale.results import ResultStore, write_atomic
 from hf_logscale.tables import mean_by
 from hf_logscale.variants import parse_variant
@@ -354,7 +354,11 @@ def report(results: list[dict], out: Path, paths: list[Path]) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="docs/critical-slope")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument(
+        "--models",
+        default="nope,yarn,dynamic",
+        help=f"comma-separated, of {','.join(MODELS)} (prope and ssmax once their reference models are trained)",
+    )
     ap.add_argument("--trials", type=int, default=4, help="passkey prompts per (length, depth)")
     ap.add_argument("--documents", type=int, default=2, help="held-out books scored for perplexity (of 5)")
     ap.add_argument("--threads", type=int, default=2)
@@ -367,6 +371,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
+    for name in names:  # unknown names and untrained reference models fail now, not after hours of work
+        if name not in MODELS:
+            ap.error(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+        try:
+            reference_model(MODELS[name][0])
+        except (FileNotFoundError, ValueError) as err:
+            ap.error(str(err))
     if not args.report_only:
         for name in names:
             run_model(name, out, args.trials, args.documents, lambda s: print(s, flush=True))
