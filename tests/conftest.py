@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -69,3 +70,17 @@ def family(request):
 @pytest.fixture(params=IMPLS)
 def attn(request):
     return request.param
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``hf-logscale ARGS…`` in-process: (exit code, captured stdout/stderr)."""
+    from hf_logscale.cli import main
+
+    def run(*args: str):
+        monkeypatch.setattr(sys, "argv", ["hf-logscale", *args])
+        with pytest.raises(SystemExit) as e:
+            main()
+        return e.value.code, capsys.readouterr()
+
+    return run

@@ -165,13 +165,10 @@ def test_nll_calibration_reports_the_curve_and_finds_its_minimum():
     assert fit.value == pytest.approx(sum(direct) / len(direct), rel=1e-5)
 
 
-def test_calibrate_per_layer_recipe_runs_in_compare(tmp_path, monkeypatch, capsys):
+def test_calibrate_per_layer_recipe_runs_in_compare(tmp_path, cli):
     """calibrate → recipe with per-layer τ → compare, through the CLI."""
-    import sys
-
     from transformers import AutoTokenizer
 
-    from hf_logscale.cli import main
     from hf_logscale.models import REFERENCE_MODEL
 
     tok = AutoTokenizer.from_pretrained(REFERENCE_MODEL)
@@ -179,12 +176,6 @@ def test_calibrate_per_layer_recipe_runs_in_compare(tmp_path, monkeypatch, capsy
     make_model("llama", vocab_size=len(tok), max_position_embeddings=32).save_pretrained(folder)
     tok.save_pretrained(folder)
     recipe = tmp_path / "cal.toml"
-
-    def cli(*args):
-        monkeypatch.setattr(sys, "argv", ["hf-logscale", *args])
-        with pytest.raises(SystemExit) as e:
-            main()
-        return e.value.code, capsys.readouterr()
 
     code, cap = cli(
         "calibrate",

@@ -3,7 +3,6 @@ JVP against finite differences and the full Jacobian, and the CLI."""
 
 import csv
 import math
-import sys
 
 import pytest
 import torch
@@ -137,14 +136,9 @@ def test_phase_diagram_and_sweep():
     assert float(sweep[512][0]) < float(sweep[64][0]) and float(sweep[512][2]) > float(sweep[64][2])  # sharper
 
 
-def test_cli_phase_diagram_sweep_and_point(tmp_path, monkeypatch, capsys):
-    from hf_logscale.cli import main
-
+def test_cli_phase_diagram_sweep_and_point(tmp_path, cli):
     def run(*args):
-        monkeypatch.setattr(sys, "argv", ["hf-logscale", "theory", *args])
-        with pytest.raises(SystemExit) as e:
-            main()
-        return e.value.code, capsys.readouterr()
+        return cli("theory", *args)
 
     code, cap = run(
         "phase-diagram",
