@@ -16,7 +16,7 @@ the library only:
 3. the best τ per model and length with a paired bootstrap over perplexity windows (the same resampled windows for
    every τ), figures, ``report.md`` with a reading written from the numbers, and every record under ``--out``.
 
-Usage: python scripts/critical_slope.py [--out docs/critical-slope] [--models nope,yarn,dynamic]
+Usage: python scripts/critical_slope.py [--out docs/critical-slope] [--models nope,prope,ssmax,yarn,dynamic]
        python scripts/critical_slope.py --quick --models yarn --out /tmp/slope   # a smoke run of the pipeline
        python scripts/critical_slope.py --report-only   # figures and report again from the records
 """
@@ -356,8 +356,8 @@ def main() -> None:
     ap.add_argument("--out", default="docs/critical-slope")
     ap.add_argument(
         "--models",
-        default="nope,yarn,dynamic",
-        help=f"comma-separated, of {','.join(MODELS)} (prope and ssmax once their reference models are trained)",
+        default=",".join(MODELS),
+        help=f"comma-separated, of {','.join(MODELS)}",
     )
     ap.add_argument("--trials", type=int, default=4, help="passkey prompts per (length, depth)")
     ap.add_argument("--documents", type=int, default=2, help="held-out books scored for perplexity (of 5)")

@@ -68,7 +68,7 @@ POSITIONS = {
     "nope": "no positional rotation (NoPE: transformers' proportional RoPE with partial_rotary_factor 0, every "
     "rotary frequency zero)",
     "prope": "partial RoPE (p-RoPE: the highest-frequency {fraction:.0%} of the rotary frequencies rotate, the rest "
-    "are zero; transformers' proportional RoPE)",
+    "are zero; transformers' proportional RoPE; the fraction chosen by a 400-step pilot, pilot.json beside this card)",
 }
 
 
@@ -455,8 +455,9 @@ Llama, {m["parameters"] / 1e6:.2f} M parameters: hidden {m["hidden"]}, {m["layer
 ## Training
 {m["steps"]} steps × {m["batch"]} windows × {m["window"]} tokens = {m["tokens_seen"]:,} tokens seen; AdamW (lr
 {m["lr"]}, β = (0.9, 0.95), weight decay 0.1), 5 % warm-up then cosine decay to 10 %; {m["train_minutes"]} min on
-{m["threads"]} CPU threads (torch {m["torch"]}, transformers {m["transformers"]}). Retrieval emerges late; the
-progress probes (teacher forcing, 64 prompts at L at random depths, whole key right) read {probes}.
+{m["threads"]} CPU thread{"s" if m["threads"] != 1 else ""} (torch {m["torch"]}, transformers {m["transformers"]}).
+Retrieval emerges late; the progress probes (teacher forcing, 64 prompts at L at random depths, whole key right)
+read {probes}.
 Loss curve: `loss_curve.png`, `training_log.csv`.
 
 ## Measured (no scaling)

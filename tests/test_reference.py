@@ -63,7 +63,7 @@ def test_reference_model_loads_offline_as_default(reference):
     assert 1e6 < n_params < 1e7
 
 
-REFERENCES = ["reference", "reference:nope"]
+REFERENCES = ["reference", "reference:nope", "reference:prope", "reference:ssmax"]
 needs_v5 = pytest.mark.skipif(int(transformers.__version__.split(".")[0]) < 5, reason="proportional RoPE is in 5.x")
 
 
@@ -186,7 +186,7 @@ def test_training_script_smoke_and_determinism(tmp_path):
 @pytest.mark.core
 @pytest.mark.skipif(int(transformers.__version__.split(".")[0]) >= 5, reason="transformers 5 has proportional RoPE")
 def test_nope_and_prope_references_are_refused_clearly_on_transformers_4():
-    for name in ("reference:nope",):
+    for name in ("reference:nope", "reference:prope"):
         with pytest.raises(ValueError, match=f"{name} uses transformers' proportional RoPE, which transformers 4"):
             hls.load(name)
 

@@ -54,7 +54,7 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="Hub id, local folder, patched-model folder, or a built-in reference model: reference (the default, "
-        "offline), reference:nope.",
+        "offline), reference:nope, reference:prope, reference:ssmax.",
     ),
 ]
 DTypeOpt = Annotated[DType, typer.Option(help="Weights dtype.")]
