@@ -158,8 +158,10 @@ def _answer_logits(model, prompt: torch.Tensor, ans: torch.Tensor, cache) -> tor
         extra = cache.get_seq_length() - n  # the generated tokens; transformers 5 crops by a negative count only
         if extra > 0:
             cache.crop(-extra)
-    except (AttributeError, ValueError, NotImplementedError, TypeError, RuntimeError):
-        cache = None  # a cache that cannot be cropped (e.g. sliding-window layers): prefill prompt + answer again
+    except (AttributeError, ValueError, RuntimeError):
+        # a cache that cannot be cropped back: no crop method (AttributeError), or sliding-window layers past their
+        # window (ValueError in transformers 4, RuntimeError in 5) — prefill prompt + answer again
+        cache = None
     if cache is not None:
         out = model(
             input_ids=ans[:, :-1],
