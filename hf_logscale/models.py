@@ -8,6 +8,7 @@ both, and for a plain checkpoint applies ``variant`` if given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -18,7 +19,9 @@ import torch
 import transformers
 
 from ._version import __version__
+from .gguf_checkpoint import check_gguf, is_gguf
 from .patching import CONFIG_KEY, patch, patch_state
+from .pretrained import NAMED_MODELS, named_model_path
 from .train_length import TrainLength, resolve_train_len
 from .variants import Variant, as_variant
 
@@ -130,22 +133,25 @@ def load(
     revision: str | None = None,
     trust_remote_code: bool = False,
 ) -> tuple[torch.nn.Module, Any]:
-    """Load ``(model, tokenizer)`` from a hub id, a local folder, a patched folder or a merged folder, restoring
-    any saved patch, then apply ``variant`` (which replaces a saved one). ``model=None`` loads the built-in
-    reference model (offline). Weights load as safetensors; remote code runs only with ``trust_remote_code=True``.
-    The tokenizer is ``None`` (with a warning) if the folder has none.
+    """Load ``(model, tokenizer)`` from a hub id, a local folder, a ``.gguf`` file, a patched folder or a merged
+    folder, restoring any saved patch, then apply ``variant`` (which replaces a saved one). ``model=None`` loads the
+    built-in reference model (offline); ``"smollm2-135m"`` the real checkpoint fetched at set-up. Weights load as
+    safetensors (or dequantised from GGUF); remote code runs only with ``trust_remote_code=True``. The tokenizer
+    is ``None`` (with a warning) if the folder has none.
     """
     if model is None or (isinstance(model, str) and model.startswith("reference") and not Path(model).exists()):
         model = reference_model(model or "reference")
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-        raise ValueError(f"`model` must be a hub id (owner/name) or a folder, got {model!r}")
+        raise ValueError(f"`model` must be a hub id (owner/name), a folder or a .gguf file, got {model!r}")
     model_id = str(model)
     if model_id.startswith("~"):
         model_id = str(Path(model_id).expanduser())
     if model_id.startswith(("/", "./", "../")) and not Path(model_id).exists():
-        raise ValueError(f"cannot load model {model_id!r}: no such folder")
-    if Path(model_id).is_file():
-        raise ValueError(f"cannot load model {model_id!r}: it is a file; give the folder that holds config.json")
+        raise ValueError(f"cannot load model {model_id!r}: no such file or folder")
+    if Path(model_id).is_file() and not is_gguf(model_id):
+        raise ValueError(
+            f"cannot load model {model_id!r}: it is a file; give the folder that holds config.json, or a .gguf file"
+        )
     if device is not None:
         _check_device(device)
     kwargs = dict(
@@ -208,6 +214,17 @@ def _check_device(device: str | torch.device) -> None:
         raise ValueError(f"`device` {device!r} asked for CUDA, but this torch build sees no CUDA device")
 
 
+def _checkpoint(model_id: str) -> tuple[str, dict[str, Any]]:
+    """Where transformers reads ``model_id`` from: a named model's file, a ``.gguf`` file (its folder and
+    ``gguf_file=``, after the header is checked), else the id itself with safetensors weights."""
+    if model_id in NAMED_MODELS and not Path(model_id).exists():
+        model_id = str(named_model_path(model_id))
+    if not (is_gguf(model_id) and Path(model_id).is_file()):
+        return model_id, {"use_safetensors": True}
+    path = check_gguf(model_id).path.resolve()
+    return str(path.parent), {"gguf_file": path.name}
+
+
 def _load_plain(
     model_id: str, revision: str | None, kwargs: dict[str, Any], device: str | torch.device | None
 ) -> tuple[torch.nn.Module, Any]:
@@ -215,9 +232,10 @@ def _load_plain(
     by a patch then live on the model's device)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    where, source = _checkpoint(model_id)
     try:
         net = AutoModelForCausalLM.from_pretrained(
-            model_id, revision=revision, use_safetensors=True, **{k: v for k, v in kwargs.items() if v is not None}
+            where, revision=revision, **source, **{k: v for k, v in kwargs.items() if v is not None}
         )
     except ImportError as err:  # e.g. attn_implementation="flash_attention_2" without the flash-attn package
         attn = kwargs.get("attn_implementation")
@@ -236,9 +254,14 @@ def _load_plain(
     if device is not None and kwargs.get("device_map") is None:
         net.to(device)
     net._hf_logscale_source = {"name_or_path": model_id, "revision": revision}
+    if "gguf_file" in source:  # read by resolve_train_len: L then comes from the file's context length
+        net.config.gguf_file = source["gguf_file"]
     try:
         tok = AutoTokenizer.from_pretrained(
-            model_id, revision=revision, trust_remote_code=kwargs.get("trust_remote_code", False)
+            where,
+            revision=revision,
+            trust_remote_code=kwargs.get("trust_remote_code", False),
+            **{k: v for k, v in source.items() if k == "gguf_file"},
         )
         # transformers 5 builds an empty tokenizer for some families when the folder has no tokenizer files
         if len(tok) < 2 or not tok("hello world", add_special_tokens=False)["input_ids"]:
@@ -273,6 +296,22 @@ def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:
     )
 
 
+@contextlib.contextmanager
+def _as_plain_weights(model: torch.nn.Module):
+    """A model read from GGUF holds dequantised float weights, but transformers marks it quantised ("gguf") and
+    refuses to save it; while saving, it is the plain float model it is (and its config names no GGUF file)."""
+    if getattr(model, "hf_quantizer", None) is None or getattr(model.config, "gguf_file", None) is None:
+        yield
+        return
+    saved = model.hf_quantizer, model.is_quantized, model.config.quantization_config, model.config.gguf_file
+    model.hf_quantizer, model.is_quantized = None, False
+    del model.config.quantization_config, model.config.gguf_file
+    try:
+        yield
+    finally:
+        model.hf_quantizer, model.is_quantized, model.config.quantization_config, model.config.gguf_file = saved
+
+
 def save_patched(
     model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: Any = None, *, merge: bool = False
 ) -> Path:
@@ -284,7 +323,8 @@ def save_patched(
     entry = state.config_entry()  # raises for patches that cannot be serialised (callables, predicates)
     out = Path(out_dir)
     if merge:
-        model.save_pretrained(out, safe_serialization=True)
+        with _as_plain_weights(model):
+            model.save_pretrained(out, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
         return out

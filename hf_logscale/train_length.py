@@ -8,7 +8,9 @@ First match wins:
 2. the rope type: ``llama3`` and ``longrope`` mean the model was trained at the extended length
    (``max_position_embeddings``); ``yarn`` / ``dynamic`` / ``linear`` added to a config extend a shorter trained
    length (``original_max_position_embeddings`` where the config states it);
-3. ``max_position_embeddings`` — a guess, announced by one warning that names ``--train-len``.
+3. for a model read from a GGUF file, the file's ``<architecture>.context_length`` (transformers reads it into
+   ``max_position_embeddings``; the loader records the file in ``config.gguf_file``);
+4. ``max_position_embeddings`` — a guess, announced by one warning that names ``--train-len``.
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ def resolve_train_len(config: Any, *, warn: bool = True) -> TrainLength:
         return TrainLength(int(original), f"config rope original_max_position_embeddings ({kind} extends it)")
     if kind == "dynamic" and mpe:  # transformers' dynamic NTK starts rescaling beyond max_position_embeddings
         return TrainLength(int(mpe), "config max_position_embeddings (dynamic NTK starts beyond it)")
+    gguf_file = getattr(config, "gguf_file", None)
+    if gguf_file and mpe:
+        return TrainLength(int(mpe), f"GGUF metadata {config.model_type}.context_length ({gguf_file})")
     if not mpe:
         raise ValueError("the model config states no max_position_embeddings; pass the training length (--train-len N)")
     guess = TrainLength(int(mpe), "config max_position_embeddings, unverified", guessed=True)

@@ -15,6 +15,7 @@ from . import evaluate, theory
 from .compare import compare
 from .diagnose import calibrate, diagnose
 from .lmeval import lm_eval_cmd
+from .model import describe, fetch
 from .patch import patch, schemes
 from .render import err, show_warning
 
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 app.command()(schemes)
 app.command()(patch)
+app.command()(describe)
+app.command()(fetch)
 app.add_typer(evaluate.app, name="eval")
 app.command()(compare)
 app.command("lm-eval")(lm_eval_cmd)

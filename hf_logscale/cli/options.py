@@ -53,8 +53,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Hub id, local folder, patched-model folder, or a built-in reference model: reference (the default, "
-        "offline), reference:nope, reference:prope, reference:ssmax.",
+        help="Hub id, local folder, .gguf file, patched-model folder, a built-in reference model: reference (the "
+        "default, offline), reference:nope, reference:prope, reference:ssmax; or smollm2-135m (a real checkpoint, "
+        "fetched once by `hf-logscale fetch smollm2-135m`).",
     ),
 ]
 DTypeOpt = Annotated[DType, typer.Option(help="Weights dtype.")]
