@@ -124,7 +124,7 @@ CLI_CASES = [
     ("patch --scheme critical --param tau=abc", "is not a number or true/false"),
     ("patch --scheme critical --param taux=1", "unknown parameter 'taux'. Did you mean tau?"),
     # patch: models and files
-    ("patch --model {zoo}/nonexistent --scheme logn", "no such folder"),
+    ("patch --model {zoo}/nonexistent --scheme logn", "no such file or folder"),
     ("patch --model {zoo}/a-file.bin --scheme logn", "it is a file; give the folder that holds config.json"),
     ("patch --model {zoo}/gpt2 --scheme logn", "unsupported architecture 'gpt2'"),
     ("patch --model {zoo}/empty-weights --scheme logn", "weights are corrupt or incomplete"),
