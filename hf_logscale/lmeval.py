@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,65 @@ def _variant_arg(value: Any) -> Any:
     return parse_variant(value.replace(";", ","))
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+# model args that are CLI options of `hf-logscale lm-eval` (given twice they would clash inside lm-eval)
+_OPTIONS = {"pretrained": "--model", "variant": "--variant"}
+
+
+def _strict_bool(name: str, value: Any) -> bool:
+    """A boolean model arg: true/false, 1/0 or yes/no (any case); anything else is refused, so that a stray word
+    never switches remote code on."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"model arg `{name}` must be true or false (also 1/0, yes/no), got {value!r}")
+
+
+def _positive_int(name: str, value: Any, *, words: tuple[str, ...] = ()) -> Any:
+    if isinstance(value, str) and (value in words or any(value.startswith(w + ":") for w in words)):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        also = f" or {'/'.join(words)}" if words else ""
+        raise ValueError(f"model arg `{name}` must be a positive integer{also}, got {value!r}")
+    return value
+
+
+def _hf_arg_kinds() -> dict[str, str]:
+    """lm-eval HF model args by kind, read from its signature: "bool" (bool | None) or "int" (int | None)."""
+    kinds = {}
+    for name, p in inspect.signature(HFLM.__init__).parameters.items():
+        text = str(p.annotation).replace("typing.", "").replace("Optional", "")
+        parts = {t.strip(" []") for t in text.split("|")} - {"None", "NoneType"}
+        if parts == {"bool"}:
+            kinds[name] = "bool"
+        elif parts == {"int"}:
+            kinds[name] = "int"
+    return kinds
+
+
+def check_model_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Model args as lm-eval's HF model takes them: booleans strictly parsed, counts positive integers,
+    ``batch_size`` an integer or ``auto``; ``pretrained`` and ``variant`` refused (they are options)."""
+    out = dict(args)
+    for name, option in _OPTIONS.items():
+        if name in out:
+            raise ValueError(f"give `{name}` as {option}, not in --model-args")
+    kinds = _hf_arg_kinds()
+    for name, value in out.items():
+        if kinds.get(name) == "bool":
+            out[name] = _strict_bool(name, value)
+        elif kinds.get(name) == "int" and name != "prefix_token_id":
+            out[name] = _positive_int(name, value)
+    if "batch_size" in out:
+        out["batch_size"] = _positive_int("batch_size", out["batch_size"], words=("auto",))
+    return out
+
+
 @register_model("hf-logscale")
 class LogScaleLM(HFLM):
     """lm-eval's HF model with an hf-logscale variant applied (scheme, parameters, RoPE setting or recipe)."""
@@ -95,6 +155,10 @@ class LogScaleLM(HFLM):
                 f"unknown model arg {unknown[0]!r} for hf-logscale (variant, pretrained, dtype, device, "
                 "attn_implementation, revision, trust_remote_code, max_length, or lm-eval's hf args)"
             )
+        trust_remote_code = _strict_bool("trust_remote_code", trust_remote_code)  # "no" must never mean yes
+        if max_length is not None:
+            max_length = _positive_int("max_length", max_length)
+        kwargs = {**kwargs, **check_model_args({k: v for k, v in kwargs.items() if k != "tokenizer"})}
         self.variant = _variant_arg(variant)
         if isinstance(pretrained, str) or pretrained is None:
             if device is None and torch.cuda.is_available():
@@ -146,7 +210,17 @@ def run_lmeval(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run lm-eval tasks (the project's under ``task_path()`` and lm-eval's own) on ``model`` with ``variant``
     in-process; write lm-eval's raw results to ``out_dir/lm_eval_results.json`` and one record per task, length
-    and metric to ``out_dir/results.jsonl``. Returns (raw results, records)."""
+    and metric to ``out_dir/results.jsonl``. Returns (raw results, records).
+
+    The folder is a results store like those of ``eval`` and ``compare``: locked for the whole run (a second run
+    into it is refused before anything loads), one block per cell, and a cell already finished there is kept, not
+    written again; with ``lengths`` given, a task whose every length is finished is not run again."""
+    with ResultStore(out_dir) as store:
+        return _run_lmeval(model, variant, tasks, store, lengths, metadata, limit, model_args, batch_size)
+
+
+def _run_lmeval(model, variant, tasks, store, lengths, metadata, limit, model_args, batch_size):
+    variant = _variant_arg(variant)
     meta = dict(metadata or {})
     if lengths:
         meta["max_seq_lengths"] = list(lengths)
@@ -161,18 +235,42 @@ def run_lmeval(
         close = get_close_matches(unknown[0], sorted(known), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `lm-eval ls tasks`"
         raise ValueError(f"unknown lm-eval task {unknown[0]!r}{hint}")
+    settings = {"limit": limit, "metadata": meta}
+    label = variant.label if variant is not None else "none"
+
+    def cell(task: str, length: int | None) -> dict[str, Any]:
+        return {
+            "model": model or "reference",
+            "variant": label,
+            "task": f"lm-eval:{task}",
+            "dataset": "lm-eval",
+            "length": length,
+            "depth": None,
+            "settings": settings,
+        }
+
+    def same_run(r: dict[str, Any], task: str) -> bool:
+        c = cell(task, None)
+        return all(r.get(k) == c[k] for k in ("model", "variant", "task", "dataset", "settings"))
+
+    previous = store.records()
+    finished = []
+    for t in tasks:  # every cell of a task is recorded with the task's cell count: all there means finished
+        mine = [r for r in previous if same_run(r, t)]
+        if mine and len({r["cell"] for r in mine}) == mine[0].get("task_cells"):
+            finished.append(t)
+    if finished:
+        warnings.warn(f"{store.path}: finished before, not run again: {', '.join(finished)}", stacklevel=2)
+    tasks = [t for t in tasks if t not in finished]
+    records: list[dict[str, Any]] = [r for r in previous if any(same_run(r, t) for t in finished)]
+    if not tasks:
+        return {}, records
     try:
         lm = LogScaleLM(pretrained=model, variant=variant, batch_size=batch_size, **(model_args or {}))
     except (TypeError, ValueError) as err:
         raise ValueError(f"bad --model-args: {err}") from None
     raw = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=False)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "lm_eval_results.json", json.dumps(raw, indent=2, default=str))
-    store = ResultStore(out)
-    store.open()
-    records: list[dict[str, Any]] = []
-    settings = {"limit": limit, "metadata": meta}
+    write_atomic(store.dir / "lm_eval_results.json", json.dumps(raw, indent=2, default=str))
     tl = train_length(lm.model)
     trained = {"train_len": tl.value if tl else None, "train_len_source": tl.source if tl else None}
     for task, result in raw["results"].items():
@@ -186,21 +284,13 @@ def run_lmeval(
             name = (ours.headline if ours else "accuracy") if length else metric
             per_length.setdefault(length, {})[name if length else metric] = float(value)
         for length, metrics in per_length.items():
-            cell = {
-                "model": model or "reference",
-                "variant": lm.variant_label,
-                "task": f"lm-eval:{task}",
-                "dataset": "lm-eval",
-                "length": length,
-                "depth": None,
-                "settings": settings,
-            }
             records += store.add(
-                cell,
+                cell(task, length),
                 metrics,
                 status="ok",
                 counts={"samples": result.get("sample_len")},
                 versions={"lm_eval": lm_eval.__version__},
+                task_cells=len(per_length),
                 **trained,
             )
     store.write_summary()

@@ -22,7 +22,6 @@ import os
 import platform
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,19 @@ RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
 LOCK_FILE = ".results.lock"
 CELL_FIELDS = ("model", "variant", "task", "dataset", "length", "depth", "settings")
-SUMMARY_FIELDS = ("model", "variant", "task", "dataset", "length", "depth", "metric", "value", "status", "seconds")
+SUMMARY_FIELDS = (
+    "model",
+    "variant",
+    "task",
+    "dataset",
+    "length",
+    "depth",
+    "metric",
+    "value",
+    "status",
+    "seconds",
+    "settings",  # rows of runs with other settings (say --trials) into one folder stay apart
+)
 
 
 class StoreLocked(RuntimeError):
@@ -170,9 +181,29 @@ class ResultStore:
 
     @staticmethod
     def _complete(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records of whole cells, in file order (records written before blocks were counted are whole)."""
-        counts = Counter(r.get("cell") for r in records)
-        return [r for r in records if "cell_records" not in r or counts[r.get("cell")] == r["cell_records"]]
+        """The records of whole cells, in file order: a block is whole when it holds ``cell_records`` consecutive
+        records of its cell (records written before blocks were counted are whole). The first whole block of a
+        cell is its result; a later whole block of the same cell (written by an older version that did not skip
+        finished cells) is a duplicate and is not read twice."""
+        whole: list[dict[str, Any]] = []
+        done: set[Any] = set()
+        i = 0
+        while i < len(records):
+            r = records[i]
+            if "cell_records" not in r:
+                whole.append(r)
+                i += 1
+                continue
+            size, cell = r["cell_records"], r.get("cell")
+            block = records[i : i + size]
+            if len(block) == size and all(b.get("cell") == cell for b in block):
+                if cell not in done:
+                    whole += block
+                    done.add(cell)
+                i += size
+            else:  # a partial block: the records up to the next cell's start
+                i += next((k for k, b in enumerate(block) if b.get("cell") != cell), len(block))
+        return whole
 
     def records(self) -> list[dict[str, Any]]:
         """The records of finished cells (reading takes no lock; a half-written block is not a finished cell)."""
@@ -186,12 +217,22 @@ class ResultStore:
         whole = self._complete(records)
         if not torn and len(whole) == len(records):
             return
-        partial = {r.get("cell") for r in records} - {r.get("cell") for r in whole}
+        finished = {r.get("cell") for r in whole}
+        partial = {r.get("cell") for r in records} - finished
+        kept = {id(r) for r in whole}
+        repeats = sum(1 for r in records if id(r) not in kept and r.get("cell") in finished)
         write_atomic(self.path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in whole))
-        cells = f"{len(partial)} half-written cell(s)" if partial else "a torn last line"
-        warnings.warn(
-            f"{self.path}: discarded {cells} left by an interrupted run; they are computed again", stacklevel=3
-        )
+        if partial or torn:
+            cells = f"{len(partial)} half-written cell(s)" if partial else "a torn last line"
+            warnings.warn(
+                f"{self.path}: discarded {cells} left by an interrupted run; they are computed again", stacklevel=3
+            )
+        if repeats:
+            warnings.warn(
+                f"{self.path}: dropped {repeats} repeated record(s) of finished cells (each cell keeps its first "
+                "whole block)",
+                stacklevel=3,
+            )
 
     # ---- writing ----------------------------------------------------------------------------------------------
 
@@ -199,7 +240,11 @@ class ResultStore:
         """Append the records of one finished cell, one per metric (``metrics`` maps name → value), as one block.
         A failed write (a full disk) is rolled back where possible and raised as ``OSError`` with the fix."""
         self.open()
-        base = {**{k: cell.get(k) for k in CELL_FIELDS}, "cell": cell_id(cell), "time": time.time()}
+        cid = cell_id(cell)
+        existing = [r for r in self.records() if r.get("cell") == cid]
+        if existing:  # finished before (another run of the same command): kept as it is, never written twice
+            return existing
+        base = {**{k: cell.get(k) for k in CELL_FIELDS}, "cell": cid, "time": time.time()}
         per_metric = extra.pop("per_metric", {})
         records = [
             {**base, "metric": m, "value": v, **extra, **per_metric.get(m, {}), "cell_records": len(metrics)}
@@ -242,7 +287,9 @@ class ResultStore:
         w = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
         w.writeheader()
         for r in self.records():
-            w.writerow({k: r.get(k) for k in SUMMARY_FIELDS})
+            row = {k: r.get(k) for k in SUMMARY_FIELDS}
+            row["settings"] = json.dumps(r.get("settings"), sort_keys=True, separators=(",", ":"), default=str)
+            w.writerow(row)
         path = self.dir / SUMMARY_FILE
         write_atomic(path, buf.getvalue())
         return path

@@ -57,7 +57,8 @@ def lm_eval_cmd(
         raise ValueError(f"--metadata must be a JSON object: {e}") from None
     if not isinstance(meta, dict):
         raise ValueError(f"--metadata must be a JSON object such as '{{\"trials\": 20}}', got {metadata!r}")
-    extra = parse_items([x for x in (model_args or "").split(",") if x.strip()], "--model-args", strings=True)
+    items = parse_items([x for x in (model_args or "").split(",") if x.strip()], "--model-args", strings=True)
+    extra = lmeval.check_model_args(items)  # strict booleans (trust_remote_code=no is false), positive counts
     lens = None
     if lengths:
         train = None
