@@ -7,8 +7,8 @@ first n tokens of Isaiah, every token scored, chunked loss: ``hf_logscale.eval.p
 Each repetition runs both sides back to back, alternating which goes first; the patched side applies
 ``--variant`` (default ``critical:tau=1``: the scale is live at every n > L) with the model's own RoPE, so the
 difference is the patch alone. Peak memory is the resident-set high-water mark above the resident set before the
-call, reset before each call (Linux ``/proc/self/clear_refs``, after ``malloc_trim``). The table reports medians and patched / unpatched
-ratios; both sides must give the same numbers at n ≤ L and finite ones beyond.
+call, reset before each call (Linux ``/proc/self/clear_refs``, after ``malloc_trim``). The table reports medians
+and patched / unpatched ratios; both sides must give the same numbers at n ≤ L and finite ones beyond.
 
 Usage: python scripts/bench_real_model.py [--model smollm2-135m] [--lengths 8192,16384] [--reps 3]
        [--out runs/bench_real_model.md]
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import gc
 import json
 import platform
@@ -81,11 +82,12 @@ def main() -> None:
             for rep in range(args.reps):
                 order = ("unpatched", "patched") if rep % 2 == 0 else ("patched", "unpatched")
                 for side in order:
+                    call = functools.partial(cell, n)
                     if side == "patched":
                         with hls.patched(model, args.variant):
-                            seen[side].append(measure(lambda: cell(n)))
+                            seen[side].append(measure(call))
                     else:
-                        seen[side].append(measure(lambda: cell(n)))
+                        seen[side].append(measure(call))
                     print(f"n={n} {task} rep {rep} {side}: {seen[side][-1][0]:.1f} s", flush=True)
             t = {s: statistics.median(x[0] for x in v) for s, v in seen.items()}
             m = {s: statistics.median(x[1] for x in v) for s, v in seen.items()}
@@ -95,8 +97,9 @@ def main() -> None:
     lines = [
         f"# Patch cost on {args.model} (L = {L}), `{args.variant}` vs unpatched",
         "",
-        f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads; medians of {args.reps} interleaved repetitions; "
+        f"torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+        f"medians of {args.reps} interleaved repetitions; "
         f"`python scripts/bench_real_model.py --model {args.model} --lengths {args.lengths} --reps {args.reps}`",
         "",
         "| n | cell | unpatched s | patched s | time ratio | unpatched peak MiB | patched peak MiB | memory ratio "
