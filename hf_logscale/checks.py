@@ -27,13 +27,14 @@ def _range(minimum: float | None, maximum: float | None, low_open: bool, high_op
 
 def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An int (not a bool; a float only if whole) within [minimum, maximum]."""
+    given = value
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     what = "an integer" + (f" {_range(minimum, maximum, False, False)}" if minimum is not None or maximum else "")
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _fail(name, what, value)
+        raise _fail(name, what, given)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise _fail(name, what, value)
+        raise _fail(name, what, given)
     return value
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from . import checks
-from .schemes import CustomScheme, Scheme, get_scheme
+from .schemes import MAX_TRAIN_LEN, CustomScheme, Scheme, get_scheme
 from .spec import format_params, parse_value
 
 __all__ = ["LogScaleConfig", "format_layer_params", "parse_layer_params", "scale_factors"]
@@ -63,7 +63,7 @@ class LogScaleConfig:
                 f"got {type(self.scheme).__name__} {self.scheme!r}"
             )
         if self.train_len is not None:
-            checks.integer("train_len", self.train_len, minimum=2)
+            checks.integer("train_len", self.train_len, minimum=2, maximum=MAX_TRAIN_LEN)
         if not isinstance(self.params, Mapping):
             raise ValueError(f"`params` must be a mapping of parameter names to values, got {self.params!r}")
         if callable(self.scheme) and not isinstance(self.scheme, str):

@@ -20,6 +20,7 @@ import transformers
 
 from ._version import __version__
 from .gguf_checkpoint import check_gguf, is_gguf
+from .hub import require_hub
 from .patching import CONFIG_KEY, patch, patch_state
 from .pretrained import NAMED_MODELS, named_model_path
 from .train_length import TrainLength, resolve_train_len
@@ -89,8 +90,9 @@ def _read_adapter(model_id: str, revision: str | None) -> dict[str, Any] | None:
     """The patched-folder config: local folder first, then the hub (quietly absent offline)."""
     local = Path(model_id) / ADAPTER_FILE
     if not local.is_file():
-        if Path(model_id).exists():
+        if Path(model_id).exists() or model_id in NAMED_MODELS:
             return None
+        require_hub(f"model {model_id!r}")  # a hub id: fail at once without a network
         try:  # honours HF_HUB_OFFLINE: a cached adapter still loads offline
             from huggingface_hub import hf_hub_download
 
@@ -152,6 +154,15 @@ def load(
         raise ValueError(
             f"cannot load model {model_id!r}: it is a file; give the folder that holds config.json, or a .gguf file"
         )
+    folder = Path(model_id)
+    if folder.is_dir() and not (folder / "config.json").is_file() and not (folder / ADAPTER_FILE).is_file():
+        raise ValueError(
+            f"cannot load model {model_id!r}: the folder holds no config.json (nor {ADAPTER_FILE}); give a model folder"
+        )
+    if not folder.exists() and model_id not in NAMED_MODELS and _offline_and_not_cached(model_id, revision):
+        raise ValueError(
+            f"cannot load model {model_id!r}: no such folder, and no hub copy of it is cached (HF_HUB_OFFLINE is set)"
+        )
     if device is not None:
         _check_device(device)
     kwargs = dict(
@@ -205,6 +216,21 @@ def load(
     return net, tok
 
 
+def _offline_and_not_cached(model_id: str, revision: str | None) -> bool:
+    """Offline, and the hub cache holds neither a config nor a patch file for ``model_id``."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        return not any(
+            isinstance(try_to_load_from_cache(model_id, f, revision=revision), str)
+            for f in ("config.json", ADAPTER_FILE)
+        )
+    except ValueError:  # not even the form of a hub id
+        return True
+
+
 def _check_device(device: str | torch.device) -> None:
     try:
         dev = torch.device(device)
@@ -234,14 +260,26 @@ def _load_plain(
 
     where, source = _checkpoint(model_id)
     try:
-        net = AutoModelForCausalLM.from_pretrained(
-            where, revision=revision, **source, **{k: v for k, v in kwargs.items() if v is not None}
+        net, info = AutoModelForCausalLM.from_pretrained(
+            where,
+            revision=revision,
+            output_loading_info=True,  # missing, unexpected and wrong-shape tensors, checked below
+            ignore_mismatched_sizes=True,  # so that a wrong shape is reported by name rather than by a log
+            **source,
+            **{k: v for k, v in kwargs.items() if v is not None},
         )
     except ImportError as err:  # e.g. attn_implementation="flash_attention_2" without the flash-attn package
         attn = kwargs.get("attn_implementation")
         raise ValueError(
             f"cannot load model {model_id!r} with attn_implementation={attn!r}: {str(err).strip().splitlines()[0]} "
             "Install that kernel, or load with sdpa (--attn sdpa)"
+        ) from err
+    except KeyError as err:  # an unknown rope type, or one without its required keys (say yarn without factor)
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        raise ValueError(
+            f"cannot load model {model_id!r}: its config's RoPE settings are not valid ({err.args[0]}); the rope "
+            f"types transformers knows are default, {', '.join(ROPE_INIT_FUNCTIONS)}, each with its required keys"
         ) from err
     except (OSError, ValueError) as err:  # missing repo or folder, invalid id, no safetensors weights
         raise ValueError(f"cannot load model {model_id!r}: {str(err).strip().splitlines()[0]}") from err
@@ -251,6 +289,7 @@ def _load_plain(
         raise ValueError(
             f"cannot load model {model_id!r}: its weights are corrupt or incomplete ({err}); download them again"
         ) from err
+    _check_weights(model_id, net, info)
     if device is not None and kwargs.get("device_map") is None:
         net.to(device)
     net._hf_logscale_source = {"name_or_path": model_id, "revision": revision}
@@ -276,6 +315,34 @@ def _load_plain(
             "would fail inside the model — the tokenizer does not belong to these weights"
         )
     return net, tok
+
+
+def _check_weights(model_id: str, net: torch.nn.Module, info: dict[str, Any]) -> None:
+    """Weights that are not the model the config describes are refused: a tensor of the wrong shape, a tensor
+    the config needs but the checkpoint lacks (cut files, fewer layers), NaN or infinite values. Tensors the
+    model does not use are announced."""
+    again = "the checkpoint is incomplete, corrupt or not for this config; download it again"
+    wrong = sorted(info.get("mismatched_keys") or [])
+    if wrong:
+        name, got, want = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise ValueError(
+            f"cannot load model {model_id!r}: weight {name} has shape {list(got)} but the config needs "
+            f"{list(want)}{more}; {again}"
+        )
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ValueError(
+            f"cannot load model {model_id!r}: its weights lack {missing[0]}{more}, which the config needs; {again}"
+        )
+    unused = sorted(info.get("unexpected_keys") or [])
+    if unused:
+        more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
+        warnings.warn(f"{model_id}: the checkpoint holds {unused[0]}{more}, which the model does not use", stacklevel=3)
+    for name, p in net.named_parameters():
+        if p.device.type != "meta" and not torch.isfinite(p).all():
+            raise ValueError(f"cannot load model {model_id!r}: weight {name} holds NaN or infinite values; {again}")
 
 
 def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:

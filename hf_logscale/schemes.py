@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from . import checks
+
 __all__ = ["Scheme", "SCHEMES", "get_scheme", "scheme_names", "CustomScheme"]
 
 SCHEMES: dict[str, type[Scheme]] = {}
@@ -33,13 +35,24 @@ def register(cls: type[Scheme]) -> type[Scheme]:
     return cls
 
 
-def _param(default: Any, range_text: str, help_text: str) -> Any:
-    return field(default=default, metadata={"range": range_text, "help": help_text})
+MAX_TRAIN_LEN = 10**12  # no model is trained on more tokens in one sequence; beyond it only overflow is left
 
 
-def _check(scheme: str, name: str, ok: bool, range_text: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"{scheme}: `{name}` must be {range_text}, got {value!r}")
+def _param(
+    default: Any,
+    help_text: str,
+    *,
+    minimum: float,
+    maximum: float,
+    integer: bool = False,
+    required: bool = False,
+) -> Any:
+    """A scheme parameter: its default, what it means, and the range ``Scheme.__post_init__`` enforces (upper
+    bounds sit where s(n) would stop being a usable float32 multiplier for any n ≤ 10^12)."""
+    kind = "an integer" if integer else "a number"
+    range_text = f"{kind} in [{minimum:g}, {maximum:g}]" + (" (required)" if required else "")
+    meta = {"help": help_text, "range": range_text, "min": minimum, "max": maximum, "integer": integer}
+    return field(default=default, metadata={**meta, "required": required})
 
 
 @dataclass(frozen=True)
@@ -52,13 +65,23 @@ class Scheme(abc.ABC):
     uses_train_len: ClassVar[bool] = True
     identity: ClassVar[bool] = False  # s ≡ 1: the wrapper may skip the multiply
 
-    train_len: int | None = _param(None, "an integer ≥ 2", "L, the context length the model was trained for")
+    train_len: int | None = _param(
+        None, "L, the context length the model was trained for", minimum=2, maximum=MAX_TRAIN_LEN, integer=True
+    )
 
     def __post_init__(self) -> None:
-        if self.uses_train_len:
-            L = self.train_len
-            ok = isinstance(L, int) and not isinstance(L, bool) and L >= 2
-            _check(self.name, "train_len", ok, "an integer ≥ 2", L)
+        """Every parameter checked against the range its field declares (one rule for all schemes)."""
+        for f in self.params():
+            meta, value = f.metadata, getattr(self, f.name)
+            if value is None and not meta["required"] and f.name != "train_len":
+                continue
+            check = checks.integer if meta["integer"] else checks.number
+            try:
+                value = check(f.name, value, minimum=meta["min"], maximum=meta["max"])
+            except ValueError as err:
+                required = " (required, e.g. yarn-temp:f=4)" if meta["required"] and value is None else ""
+                raise ValueError(f"{self.name}: {err}{required}") from None
+            object.__setattr__(self, f.name, value)  # 8192.0 from a spec or recipe becomes 8192
 
     @classmethod
     def params(cls) -> list[dataclasses.Field]:
@@ -112,11 +135,7 @@ class Critical(Scheme):
     formula: ClassVar[str] = "max(1, 1 + τ·(ln n − ln L)/ln L)"
     origin: ClassVar[str] = "Chen et al. 2025, β_n = γ log n continued from the model's level at L; τ=1 is logn"
 
-    tau: float = _param(1.0, "≥ 0", "τ, slope in log n relative to the critical one (1 = critical)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.name, "tau", _is_real(self.tau) and self.tau >= 0, "≥ 0", self.tau)
+    tau: float = _param(1.0, "τ, slope in log n relative to the critical one (1 = critical)", minimum=0, maximum=100)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         s = 1.0 + self.tau * (torch.log(n) - self._lnL) / self._lnL
@@ -130,11 +149,7 @@ class SSMax(Scheme):
     formula: ClassVar[str] = "ln n / ln L  (no clip: < 1 below L); beyond L: 1 + τ·(ln n − ln L)/ln L"
     origin: ClassVar[str] = "Scalable-Softmax (Nakanishi 2025) with s = 1/ln L; τ varies the slope beyond L only"
 
-    tau: float = _param(1.0, "≥ 0", "τ, the slope beyond L relative to SSMax's own (1 = SSMax)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.name, "tau", _is_real(self.tau) and self.tau >= 0, "≥ 0", self.tau)
+    tau: float = _param(1.0, "τ, the slope beyond L relative to SSMax's own (1 = SSMax)", minimum=0, maximum=100)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         s = torch.log(n) / self._lnL
@@ -151,15 +166,8 @@ class Llama4(Scheme):
     origin: ClassVar[str] = "Llama 4 attn_temperature_tuning (upstream: NoPE layers only, cache indices)"
     uses_train_len: ClassVar[bool] = False
 
-    a: float = _param(0.1, "≥ 0", "a, attn_scale")
-    F: int = _param(8192, "an integer ≥ 1", "F, floor_scale")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.F, float) and self.F.is_integer():  # 8192.0 or 8.192e3 from a spec or recipe
-            object.__setattr__(self, "F", int(self.F))
-        _check(self.name, "a", _is_real(self.a) and self.a >= 0, "≥ 0", self.a)
-        _check(self.name, "F", _is_int(self.F) and self.F >= 1, "an integer ≥ 1", self.F)
+    a: float = _param(0.1, "a, attn_scale", minimum=0, maximum=100)
+    F: int = _param(8192, "F, floor_scale", minimum=1, maximum=MAX_TRAIN_LEN, integer=True)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         return 1.0 + self.a * torch.log1p(torch.floor(n / self.F))
@@ -173,11 +181,7 @@ class YarnTemperature(Scheme):
     origin: ClassVar[str] = "YaRN's temperature alone (√(1/t) = 0.1 ln f + 1), without its frequency change"
     uses_train_len: ClassVar[bool] = False
 
-    f: float | None = _param(None, "≥ 1 (required)", "f, the context extension factor")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.name, "f", _is_real(self.f) and self.f >= 1, "≥ 1 (required, e.g. yarn-temp:f=4)", self.f)
+    f: float | None = _param(None, "f, the context extension factor", minimum=1, maximum=1e6, required=True)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         return torch.full_like(n, (0.1 * math.log(self.f) + 1.0) ** 2)
@@ -190,11 +194,7 @@ class Power(Scheme):
     formula: ClassVar[str] = "max(1, ln n / ln L)^p"
     origin: ClassVar[str] = "interpolates none (p=0), logn (p=1) and YaRN-like (log n)² growth (p=2)"
 
-    p: float = _param(2.0, "≥ 0", "p, the exponent")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.name, "p", _is_real(self.p) and self.p >= 0, "≥ 0", self.p)
+    p: float = _param(2.0, "p, the exponent", minimum=0, maximum=10)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         return torch.clamp(torch.log(n) / self._lnL, min=1.0) ** self.p
@@ -210,6 +210,9 @@ class CustomScheme(Scheme):
     uses_train_len: ClassVar[bool] = False
 
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:  # a callable has no declared ranges: its values are checked where used
+        pass
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         s = self.fn(n)
@@ -229,14 +232,6 @@ class CustomScheme(Scheme):
 
     def to_dict(self) -> dict[str, Any]:
         return {"scheme": "custom", "callable": getattr(self.fn, "__qualname__", repr(self.fn))}
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def scheme_names() -> list[str]:

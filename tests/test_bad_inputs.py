@@ -276,7 +276,7 @@ API_CASES = [
     (lambda z, m: Variant.from_dict({"rope": {"kind": 4}}), "a RoPE setting must be a table with `kind`"),
     (lambda z, m: load_recipe(str(z / "empty.toml")), "the recipe sets nothing"),
     (lambda z, m: load_recipe(str(z)), "is a folder"),
-    (lambda z, m: hls.load(123), "`model` must be a hub id (owner/name) or a folder, got 123"),
+    (lambda z, m: hls.load(123), "`model` must be a hub id (owner/name), a folder or a .gguf file, got 123"),
     (lambda z, m: hls.load(""), "`model` must be a hub id"),
     (lambda z, m: hls.load(z / "a-file.bin"), "it is a file"),
     (lambda z, m: hls.load(z / "tiny", dtype="float8"), "`dtype` must be one of"),

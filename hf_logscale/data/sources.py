@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checks
+from ..hub import require_hub
 from .sample import Document, sample_corpus
 
 __all__ = ["HUB_DATASETS", "HubDataset", "load_documents", "source_names"]
@@ -76,6 +77,8 @@ def load_documents(
 
 
 def _from_hub(path, name, split, field, data_files, label) -> list[Document]:
+    if not Path(path).exists():
+        require_hub(f"dataset {label!r}")
     datasets = _datasets()
     try:
         ds = datasets.load_dataset(path, name, split=split, data_files=data_files)

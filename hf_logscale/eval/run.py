@@ -4,6 +4,8 @@ rest goes on."""
 
 from __future__ import annotations
 
+import math
+
 import re
 import time
 from collections.abc import Callable
@@ -164,6 +166,7 @@ def evaluate(
         try:
             result = task.run(model, tokenizer, spec, data, n, d, batch_size, advance)
             metrics, counts, per_metric, status = result.metrics, result.counts, result.per_metric, "ok"
+            _require_finite(label, metrics)
         except OutOfMemory:
             metrics = {m.name: None for m in task.metrics}
             counts, per_metric, status = {}, {}, "oom"
@@ -220,6 +223,16 @@ def run_eval(
             batch_size=batch_size,
             progress=progress,
         )
+
+
+def _require_finite(label: str, metrics: dict[str, Any]) -> None:
+    """A non-finite score means non-finite logits (weights, or a scale that overflowed): an error, never a record."""
+    for name, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(
+                f"{label}: {name} is {value}: the model produced non-finite logits (check its weights and the "
+                "variant's scale); nothing was recorded for this cell"
+            )
 
 
 def _scaled(advance: Callable[[int], None], world: int) -> Callable[[int], None]:
