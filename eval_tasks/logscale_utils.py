@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import datasets
 
+from hf_logscale import checks
 from hf_logscale.data.passkey import first_integer
 from hf_logscale.data.sources import load_documents
 from hf_logscale.eval import Haystack, build_needle, passkey_prompts
 from hf_logscale.eval.retrieval import cell_rng
+from hf_logscale.eval.run import MAX_LENGTH, MAX_TRIALS
 
 LENGTHS = [256 * 2**k for k in range(10)]
 DEFAULTS = {"max_seq_lengths": [256, 512, 1024], "depths": [0.0, 0.25, 0.5, 0.75, 1.0], "trials": 10, "seed": 0}
 
 
 def _setting(kwargs: dict, key: str):
-    return kwargs.get(key, DEFAULTS[key])
+    """A task setting from lm-eval's ``--metadata``, checked with the bounds ``hf-logscale eval`` applies."""
+    value = kwargs.get(key, DEFAULTS[key])
+    if key == "max_seq_lengths":
+        return checks.sequence(key, value, lambda n, v: checks.integer(n, v, minimum=2, maximum=MAX_LENGTH))
+    if key == "depths":
+        return checks.sequence(key, value, lambda n, v: checks.number(n, v, minimum=0, maximum=1))
+    if key == "trials":
+        return checks.integer(key, value, minimum=1, maximum=MAX_TRIALS)
+    return checks.integer(key, value)
 
 
 def _tokenizer(kwargs: dict):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .distributed import current
-from .eval.run import EvalSpec, Progress, run_eval
+from .eval.run import EvalSpec, Progress, applied_label, run_eval
 from .patching import patched
 from .report import make_figures, write_report
 from .results import ResultStore
@@ -74,7 +74,7 @@ def run_compare(
         raise ValueError(f"`variants` must be a non-empty list of Variants (parse_variant), got {variants!r}")
     if not specs or not all(isinstance(s, EvalSpec) for s in specs):
         raise ValueError(f"`specs` must be a non-empty list of EvalSpecs, got {specs!r}")
-    labels = [v.label for v in variants]
+    labels = [applied_label(model, v) for v in variants]  # none on a saved patched folder: its patch
     if len(set(labels)) != len(labels):
         raise ValueError(f"a variant is listed twice: {', '.join(labels)}")
     for v in variants:  # an architecture or a setting this model cannot take fails now, before any cell

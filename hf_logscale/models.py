@@ -23,6 +23,7 @@ from .gguf_checkpoint import check_gguf, is_gguf
 from .hub import require_hub
 from .patching import CONFIG_KEY, patch, patch_state
 from .pretrained import NAMED_MODELS, named_model_path
+from .results import check_out_dir, make_dir
 from .train_length import TrainLength, resolve_train_len
 from .variants import Variant, as_variant
 
@@ -33,6 +34,7 @@ __all__ = [
     "REFERENCE_MODELS",
     "load",
     "reference_model",
+    "check_save_dir",
     "save_patched",
     "train_length",
 ]
@@ -379,6 +381,27 @@ def _as_plain_weights(model: torch.nn.Module):
         model.hf_quantizer, model.is_quantized, model.config.quantization_config, model.config.gguf_file = saved
 
 
+def check_save_dir(out_dir: str | os.PathLike) -> Path:
+    """Where ``save_patched`` may write: a new or empty folder, or one it wrote before (never a model's own)."""
+    out = check_out_dir(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not _saved_before(out):
+        raise ValueError(
+            f"--out {str(out)!r} holds other files (a model folder?); give a new or empty folder, or one written by "
+            "save_patched before"
+        )
+    return out
+
+
+def _saved_before(folder: Path) -> bool:
+    """A folder save_patched wrote: a patch file, or a merged config carrying the patch."""
+    if (folder / ADAPTER_FILE).is_file():
+        return True
+    try:
+        return CONFIG_KEY in json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def save_patched(
     model: torch.nn.Module, out_dir: str | os.PathLike, tokenizer: Any = None, *, merge: bool = False
 ) -> Path:
@@ -388,7 +411,7 @@ def save_patched(
     if state is None:
         raise ValueError("the model is not patched; patch it before saving")
     entry = state.config_entry()  # raises for patches that cannot be serialised (callables, predicates)
-    out = Path(out_dir)
+    out = check_save_dir(out_dir)
     if merge:
         with _as_plain_weights(model):
             model.save_pretrained(out, safe_serialization=True)
@@ -413,7 +436,7 @@ def save_patched(
         "transformers_version": transformers.__version__,
         "variant": entry["variant"],
     }
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     tmp = out / (ADAPTER_FILE + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(out / ADAPTER_FILE)

@@ -35,7 +35,17 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks; one run per folder is then the user's care
     fcntl = None
 
-__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "ResultStore", "StoreLocked", "cell_id", "versions", "write_atomic"]
+__all__ = [
+    "RESULTS_FILE",
+    "SUMMARY_FILE",
+    "ResultStore",
+    "StoreLocked",
+    "cell_id",
+    "check_out_dir",
+    "make_dir",
+    "versions",
+    "write_atomic",
+]
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
@@ -93,6 +103,36 @@ def _write_error(path: Path, err: OSError) -> OSError:
     return error
 
 
+_SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """A folder to write into (created if missing): its own folder, not a file, not inside /proc, /sys or /dev,
+    under a parent that is a folder. Raises ``ValueError`` saying what is wrong and what to give instead."""
+    text = str(path)
+    p = Path(text).expanduser()
+    if not text.strip() or p.resolve() == Path.cwd().resolve():
+        raise ValueError(f"{option} must name a folder of its own (e.g. {option} results), got {text!r}")
+    resolved = p.resolve()
+    if any(resolved == s or s in resolved.parents for s in _SYSTEM):
+        raise ValueError(f"{option} {text!r} is inside a system folder (/proc, /sys, /dev); give a folder of your own")
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{option} {text!r} is a file; give a folder (it is created if missing)")
+    parent = next((a for a in p.absolute().parents if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"{option} {text!r}: {parent} is a file, not a folder; give a path under a folder")
+    return p
+
+
+def make_dir(path: Path, option: str = "--out") -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(
+            f"{option} {str(path)!r}: cannot create it ({err.strerror}); give a folder you can write"
+        ) from None
+
+
 class ResultStore:
     """``out_dir/results.jsonl`` and ``out_dir/summary.csv``. Reading needs nothing; the first write (or ``with``,
     or ``open()``) creates the folder and takes its lock.
@@ -120,11 +160,10 @@ class ResultStore:
         """Create the folder if needed, take its lock, and drop what an interrupted run left half-written."""
         if self._opened:
             return
-        if self.dir.exists() and not self.dir.is_dir():
-            raise ValueError(f"--out {str(self.dir)!r} is a file; give a folder for the results")
+        check_out_dir(self.dir)
         if self._lock:
             self._created = not self.dir.exists()
-            self.dir.mkdir(parents=True, exist_ok=True)
+            make_dir(self.dir)
             self._acquire()
             self._discard_partial()
         self._opened = True

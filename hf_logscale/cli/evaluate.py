@@ -119,7 +119,7 @@ def _evaluate(
     from ..eval import EvalSpec, get_task, length_parts, parse_depths, parse_lengths, run_eval
     from ..variants import Variant, parse_variant
 
-    v = parse_variant(variant) if variant else Variant()  # options are checked before the (slow) model load
+    v = parse_variant(variant) if variant is not None else Variant()  # checked before the (slow) model load
     size = parse_batch_size(batch_size)
     length_parts(lengths)
     if depths is not None:

@@ -50,7 +50,7 @@ def lm_eval_cmd(
         return
     if not tasks:
         raise ValueError("--tasks is required (e.g. logscale_passkey,logscale_ppl)")
-    v = parse_variant(variant) if variant else None  # checked before anything loads
+    v = parse_variant(variant) if variant is not None else None  # checked before anything loads ('' too)
     try:
         meta = json.loads(metadata) if metadata else {}
     except json.JSONDecodeError as e:

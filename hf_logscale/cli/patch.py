@@ -58,7 +58,7 @@ def patch(
 
     Example: hf-logscale patch --variant yarn:factor=4,attention_factor=1+logn  (add --model Qwen/Qwen2.5-7B)
     """
-    from ..models import save_patched
+    from ..models import check_save_dir, save_patched
     from ..patching import patch as apply
     from ..patching.inspect import describe, verify
     from ..variants import variant_from_options
@@ -69,6 +69,8 @@ def patch(
         scheme=scheme, variant=variant, recipe=recipe, train_len=train_len, tau=tau, params=param or []
     )
     layer_ids = parse_layers(layers)  # checked before the (slow) model load
+    if out_dir is not None:
+        check_save_dir(out_dir)
     net, tok, _ = load_model(model, dtype, device, attn)
     apply(net, v, layers=layer_ids)
     print_patch_report(describe(net))

@@ -21,9 +21,25 @@ def print_table(table, console: Console = out) -> None:
             rich.add_column(head, overflow="fold")
         else:
             rich.add_column(head, justify="right", no_wrap=True)
+    narrow = console.width < 100  # a log file or a narrow terminal: long names go on several lines
     for row in table.rows:
-        rich.add_row(*(escape(c) for c in row))
+        cells = [_breakable(c) if narrow and i < table.text_columns else c for i, c in enumerate(row)]
+        rich.add_row(*(escape(c) for c in cells))
     console.print(rich)
+
+
+def _breakable(name: str, width: int = 24) -> str:
+    """A variant name on lines of at most ``width`` characters, broken after a comma or before a ``+`` only, so a
+    number is never cut in two (``factor=16.0`` must not read as ``factor=1`` / ``6.0``)."""
+    import re
+
+    pieces = [p for p in re.split(r"(?<=,)|(?=\+)", name) if p]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(lines)
 
 
 def print_grids(result, tasks, train_len: int | None) -> None:

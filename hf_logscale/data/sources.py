@@ -94,6 +94,11 @@ def _from_path(path: Path, field: str, split: str | None) -> list[Document]:
             f"dataset {str(path)!r}: no such file or folder; use sample, {', '.join(HUB_DATASETS)}, "
             "hub:owner/name, or a .txt/.jsonl/.parquet path"
         )
+    if not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never ends
+        raise ValueError(
+            f"dataset {str(path)!r} is not a regular file (a pipe, device or socket); give a .txt, .jsonl or "
+            ".parquet file or a folder of .txt files"
+        )
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:

@@ -5,7 +5,6 @@ rest goes on."""
 from __future__ import annotations
 
 import math
-
 import re
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import Any
 from .. import checks
 from ..distributed import current
 from ..models import train_length
-from ..patching import patched
+from ..patching import patch_state, patched
 from ..results import ResultStore, cell_id, versions
 from ..variants import Variant
 from . import tasks as _tasks  # noqa: F401  (registers the tasks)
@@ -23,7 +22,16 @@ from .batching import OutOfMemory, input_device
 from .perplexity import MODES
 from .task import get_task
 
-__all__ = ["EvalSpec", "Progress", "evaluate", "length_parts", "parse_depths", "parse_lengths", "run_eval"]
+__all__ = [
+    "EvalSpec",
+    "Progress",
+    "applied_label",
+    "evaluate",
+    "length_parts",
+    "parse_depths",
+    "parse_lengths",
+    "run_eval",
+]
 
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total items) -> advance(k)
@@ -74,6 +82,10 @@ def parse_depths(text: str) -> tuple[float, ...]:
     return depths
 
 
+MAX_LENGTH = 2**24  # tokens in one context (16.8 M): far beyond any model, short of an allocation that cannot be
+MAX_TRIALS = 10_000  # prompts per (length, depth) cell
+
+
 @dataclass(frozen=True)
 class EvalSpec:
     """What to measure: a registered task, lengths, and the settings the tasks read; the fields a task declares
@@ -95,9 +107,12 @@ class EvalSpec:
     def __post_init__(self) -> None:
         get_task(self.task)
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (a frozen dataclass)
-        set_("lengths", checks.sequence("lengths", self.lengths, lambda n, v: checks.integer(n, v, minimum=2)))
+        lengths = checks.sequence(
+            "lengths", self.lengths, lambda n, v: checks.integer(n, v, minimum=2, maximum=MAX_LENGTH)
+        )
+        set_("lengths", lengths)
         set_("depths", checks.sequence("depths", self.depths, lambda n, v: checks.number(n, v, minimum=0, maximum=1)))
-        checks.integer("trials", self.trials, minimum=1)
+        checks.integer("trials", self.trials, minimum=1, maximum=MAX_TRIALS)
         checks.integer("seed", self.seed)
         checks.integer("max_new_tokens", self.max_new_tokens, minimum=1)
         checks.text("dataset", self.dataset)
@@ -200,7 +215,8 @@ def run_eval(
     batch_size: int | str | None = "auto",
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """``evaluate`` under ``variant`` (applied for the run, removed after; ``none`` runs the model as it is)."""
+    """``evaluate`` under ``variant`` (applied for the run, removed after; ``none`` runs the model as it is, and
+    its records carry the patch the model came with, if any, e.g. a saved patched folder)."""
     if variant.spec == "none":
         return evaluate(
             model,
@@ -208,7 +224,7 @@ def run_eval(
             spec,
             store,
             model_name=model_name,
-            variant=variant.label,
+            variant=applied_label(model, variant),
             batch_size=batch_size,
             progress=progress,
         )
@@ -223,6 +239,12 @@ def run_eval(
             batch_size=batch_size,
             progress=progress,
         )
+
+
+def applied_label(model: Any, variant: Variant) -> str:
+    """The label of what a cell runs: ``variant``, or for ``none`` the patch the model was loaded with (if any)."""
+    state = patch_state(model) if variant.spec == "none" else None
+    return state.variant.label if state is not None else variant.label
 
 
 def _require_finite(label: str, metrics: dict[str, Any]) -> None:

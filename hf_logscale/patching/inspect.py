@@ -39,6 +39,27 @@ class PatchReport:
     def compounding(self) -> bool:
         return abs(self.rope_attention_factor - 1.0) > 1e-12
 
+    def __str__(self) -> str:
+        """The report as plain text (``print(hls.describe(model))``): what is patched, then the multipliers."""
+        patched = f"{len(self.patched_layers)} of {self.num_layers}"
+        windows = sorted({w for w in self.windows.values() if w is not None})
+        lines = [
+            f"architecture     {self.architecture} ({self.model_type}, {self.num_layers} attention layers)",
+            f"attention        {self.attn_implementation}",
+            f"variant          {self.variant}",
+            f"patched layers   {patched}" + (f"; sliding windows {', '.join(map(str, windows))}" if windows else ""),
+            f"train length L   {self.train_len} ({self.train_len_source})",
+            f"RoPE             {self.rope}, attention factor {self.rope_attention_factor:.4f}",
+        ]
+        if self.native_scale:
+            lines.append(f"native scale     {self.native_scale}" + (" (replaced)" if self.native_replaced else ""))
+        keys = [k for k in self.rows[0] if k != "n"] if self.rows else []
+        lines.append("n".rjust(9) + "n / L".rjust(8) + "".join(k.rjust(16) for k in keys))
+        for row in self.rows:
+            cells = "".join(f"{row[k]:16.4f}" for k in keys)
+            lines.append(f"{row['n']:9d}{row['n'] / self.train_len:8g}{cells}")
+        return "\n".join(lines)
+
 
 def _state(model: torch.nn.Module) -> PatchState:
     state = patch_state(model)

@@ -94,7 +94,14 @@ def patch(
     variant = as_variant(cfg)
     if layers is not None:
         variant = replace(variant, scale=replace(variant.scale, layers=tuple(layers)))
-    selected = _select(attention_layers(model), variant.scale.layers)  # raises for unsupported architectures
+    found = attention_layers(model)  # raises for unsupported architectures
+    selected = _select(found, variant.scale.layers)
+    stray = sorted(set(variant.scale.layer_params) - {i for i, _ in found})
+    if stray:  # a per-layer entry for a layer the model lacks would be ignored without a word
+        raise ValueError(
+            f"per_layer parameters name layer(s) {', '.join(map(str, stray))}, which do not exist; the model has "
+            f"{len(found)} attention layers (0–{len(found) - 1})"
+        )
     previous = patch_state(model)
     if previous is not None:
         unpatch(model)

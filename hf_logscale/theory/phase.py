@@ -40,6 +40,10 @@ class Grid:
     extra: dict = field(default_factory=dict)
 
 
+MAX_TOKENS = 8192  # n and d: the simulator holds n × n scores and n × d tokens in float64
+MAX_GAMMA = 1000.0  # γ (and α): β = γ ln n beyond this only saturates; the closed forms overflow near 1e308
+
+
 def sweep_dimension(kind: str, n: int, d: int | None) -> int:
     """The dimension n tokens of ``kind`` live in: d = n when not given; simplex tokens need d ≥ n."""
     return n if d is None else d
@@ -57,18 +61,19 @@ def _check(
     probes: int = 1,
     seed: int = 0,
 ) -> None:
-    """Every input of the simulator, up front: names, ranges, finiteness."""
+    """Every input of the simulator, up front: names, ranges, finiteness, and sizes it can hold (it keeps n × n
+    scores and n × d tokens in float64: n, d ≤ 8192 is 512 MiB each)."""
     if n is not None:
-        checks.integer("n", n, minimum=2)
+        checks.integer("n", n, minimum=2, maximum=MAX_TOKENS)
     if d is not None:
-        checks.integer("d", d, minimum=1)
+        checks.integer("d", d, minimum=1, maximum=MAX_TOKENS)
         if tokens == "simplex" and n is not None and d < n:
             raise ValueError(f"`d` must be ≥ n = {n} for simplex tokens (n unit vectors in general position), got {d}")
     if rho is not None:
         checks.number("rho", rho, minimum=0, maximum=1, low_open=True, high_open=True)
     if gammas is not None:
-        checks.sequence("gamma", gammas, lambda name, g: checks.number(name, g, minimum=0))
-    checks.number("alpha", alpha, minimum=0)
+        checks.sequence("gamma", gammas, lambda name, g: checks.number(name, g, minimum=0, maximum=MAX_GAMMA))
+    checks.number("alpha", alpha, minimum=0, maximum=MAX_GAMMA)
     checks.integer("probes", probes, minimum=1)
     checks.integer("seed", seed)
     if tokens not in ("gaussian", "simplex"):
@@ -149,7 +154,7 @@ def sweep_n(
 ) -> dict[int, torch.Tensor]:
     """``metric`` against γ/γ_c for each n at fixed ρ (d = n for simplex tokens when ``d`` is None): the transition
     sharpens as n grows."""
-    checks.sequence("n", ns, lambda name, v: checks.integer(name, v, minimum=2))
+    checks.sequence("n", ns, lambda name, v: checks.integer(name, v, minimum=2, maximum=MAX_TOKENS))
     for n in ns:
         dim = sweep_dimension(tokens, n, d)
         _check(n=n, d=dim, rho=rho, gammas=ratios, alpha=alpha, tokens=tokens, metric=metric, probes=probes, seed=seed)
