@@ -96,7 +96,10 @@ def test_patch_out_and_merge(monkeypatch, capsys, tiny, tmp_path):
     [
         (["patch", "--model", "{tiny}"], "give exactly one of --scheme, --variant or --recipe"),
         (["patch", "--model", "{tiny}", "--scheme", "lgn"], "unknown scheme 'lgn'. Did you mean logn?"),
-        (["patch", "--model", "{tiny}", "--scheme", "critical", "--tau", "-1"], "`tau` must be a finite number ≥ 0 and ≤ 100, got -1.0"),
+        (
+            ["patch", "--model", "{tiny}", "--scheme", "critical", "--tau", "-1"],
+            "`tau` must be a finite number ≥ 0 and ≤ 100, got -1.0",
+        ),
         (["patch", "--model", "{tiny}", "--variant", "yarn:factor=x"], "is not a number"),
         (["patch", "--model", "{tiny}", "--scheme", "logn", "--layers", "0,9"], "layer(s) 9 do not exist"),
         (["patch", "--model", "{tiny}", "--scheme", "logn", "--layers", "a"], "--layers must be comma-separated"),

@@ -94,7 +94,10 @@ def test_clip_at_train_len(n, L, tau, p):
     "kwargs, match",
     [
         (dict(scheme="logn", train_len=1), r"`train_len` must be an integer ≥ 2 and ≤ 1e\+12, got 1"),
-        (dict(scheme="critical", train_len=64, params={"tau": -1}), r"`tau` must be a finite number ≥ 0 and ≤ 100, got -1"),
+        (
+            dict(scheme="critical", train_len=64, params={"tau": -1}),
+            r"`tau` must be a finite number ≥ 0 and ≤ 100, got -1",
+        ),
         (dict(scheme="yarn-temp"), r"`f` must be a finite number ≥ 1 and ≤ 1e\+06, got None \(required"),
         (dict(scheme="yarn-temp", params={"f": 0.5}), r"`f` must be a finite number ≥ 1 and ≤ 1e\+06"),
         (dict(scheme="power", params={"p": -2}), r"`p` must be a finite number ≥ 0 and ≤ 10"),
