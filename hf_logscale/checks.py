@@ -19,10 +19,14 @@ def _fail(name: str, what: str, value: Any) -> ValueError:
 def _range(minimum: float | None, maximum: float | None, low_open: bool, high_open: bool) -> str:
     parts = []
     if minimum is not None:
-        parts.append(f"{'>' if low_open else '≥'} {minimum:g}")
+        parts.append(f"{'>' if low_open else '≥'} {_num(minimum)}")
     if maximum is not None:
-        parts.append(f"{'<' if high_open else '≤'} {maximum:g}")
+        parts.append(f"{'<' if high_open else '≤'} {_num(maximum)}")
     return " and ".join(parts)
+
+
+def _num(v: float) -> str:
+    return str(v) if isinstance(v, int) and abs(v) < 10**9 else f"{v:g}"
 
 
 def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:

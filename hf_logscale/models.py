@@ -310,6 +310,14 @@ def _load_plain(
     except (OSError, ValueError, TypeError, ImportError) as err:
         warnings.warn(f"{model_id}: no usable tokenizer ({str(err).splitlines()[0]}); returning None", stacklevel=3)
         tok = None
+    folder = Path(where)
+    if tok is not None and (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+        warnings.warn(
+            f"{model_id}: tokenizer.json without tokenizer_config.json: its special tokens (BOS/EOS) and how they "
+            "are added are unknown, so scores can differ from the model's own; copy tokenizer_config.json from the "
+            "checkpoint's source",
+            stacklevel=3,
+        )
     rows = net.get_input_embeddings().num_embeddings
     if tok is not None and len(tok) > rows:
         raise ValueError(

@@ -6,6 +6,7 @@ accepted, unclear messages, failures that came late, and files that had authorit
 
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -81,11 +82,82 @@ def zoo(tmp_path_factory):
     (root / "docs.jsonl").write_text(json.dumps({"body": "In the beginning."}) + "\n")
     for name, text in RECIPES.items():
         (root / name).write_text(text)
+    _broken_models(root, tiny)
+    os.mkfifo(root / "fifo.txt")
+    (root / "not-a-model").mkdir()
+    (root / "not-a-model" / "notes.txt").write_text("hello")
+    (root / "per-layer-99.toml").write_text('[scale]\nscheme = "critical"\n[scale.per_layer.99]\ntau = 2.0\n')
     return root
+
+
+def _broken_models(root: Path, tiny: Path) -> None:
+    """Weights that are not the model their config describes, and configs with invalid RoPE settings."""
+    from safetensors.torch import load_file, save_file
+
+    def edit_weights(name, change):
+        shutil.copytree(tiny, root / name)
+        weights = load_file(root / name / "model.safetensors")
+        change(weights)
+        save_file(weights, root / name / "model.safetensors", metadata={"format": "pt"})
+
+    def edit_config(name, change):
+        shutil.copytree(tiny, root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        change(config)
+        (root / name / "config.json").write_text(json.dumps(config))
+
+    edit_weights("missing-tensor", lambda w: w.pop("model.layers.0.mlp.up_proj.weight"))
+    edit_weights("fewer-layers", lambda w: [w.pop(k) for k in list(w) if ".layers.1." in k])
+    edit_weights("nan-weights", lambda w: w["model.layers.1.mlp.up_proj.weight"].fill_(math.nan))
+    edit_weights("wrong-shape", lambda w: w.update({"model.layers.0.mlp.up_proj.weight": torch.zeros(5, 5)}))
+    edit_config("rope-unknown", lambda c: c["rope_parameters"].update(rope_type="bogus"))
+    edit_config("rope-legacy-unknown", lambda c: (c.pop("rope_parameters"), c.update(rope_scaling={"type": "bogus"})))
+    edit_config("yarn-no-factor", lambda c: c["rope_parameters"].update(rope_type="yarn"))
 
 
 # (arguments, text the one Error line must contain); {zoo} is the fixture folder, {cwd} the case's empty folder
 CLI_CASES = [
+    # weights that are not the model (third round)
+    ("patch --model {zoo}/missing-tensor --scheme logn", "its weights lack model.layers.0.mlp.up_proj.weight, which"),
+    ("eval ppl --model {zoo}/fewer-layers --lengths 64", "weights lack model.layers.1.input_layernorm.weight (and 8"),
+    ("eval ppl --model {zoo}/nan-weights --lengths 64", "weight model.layers.1.mlp.up_proj.weight holds NaN or inf"),
+    ("patch --model {zoo}/wrong-shape --scheme logn", "up_proj.weight has shape [5, 5] but the config needs [128, 64]"),
+    ("patch --model {zoo}/rope-unknown --scheme logn", "its config's RoPE settings are not valid (bogus)"),
+    ("patch --model {zoo}/rope-legacy-unknown --scheme logn", "its config's RoPE settings are not valid"),
+    ("patch --model {zoo}/yarn-no-factor --scheme logn", "'rope_type'='yarn': {'factor'}"),
+    ("patch --model {zoo}/not-a-model --scheme logn", "the folder holds no config.json"),
+    ("patch --model nosuchdir --scheme logn", "no such folder, and no hub copy of it is cached"),
+    # numbers past what the formulas hold
+    ("patch --scheme logn --train-len 99999999999999999999999", "`train_len` must be an integer ≥ 2 and ≤ 1e+12"),
+    ("patch --variant logn:train_len=99999999999999999999999", "`train_len` must be an integer ≥ 2 and ≤ 1e+12"),
+    ("patch --variant llama4:F=1e300", "`F` must be an integer ≥ 1 and ≤ 1e+12, got 1e+300"),
+    ("patch --variant critical:tau=1e308", "`tau` must be a finite number ≥ 0 and ≤ 100, got 1e+308"),
+    ("patch --scheme critical --tau 1e308", "`tau` must be a finite number ≥ 0 and ≤ 100, got 1e+308"),
+    ("patch --variant power:p=1e308", "`p` must be a finite number ≥ 0 and ≤ 10, got 1e+308"),
+    ("theory point --rho 0.5 --gamma 1 --n 99999999999999999999999", "`n` must be an integer ≥ 2 and ≤ 8192"),
+    ("theory point --rho 0.5 --gamma 1 --n 1000000000", "`n` must be an integer ≥ 2 and ≤ 8192, got 1000000000"),
+    ("theory point --rho 0.5 --gamma 1e308", "`gamma` must be a finite number ≥ 0 and ≤ 1000, got 1e+308"),
+    ("eval passkey --lengths 256 --trials 99999999999999999999999", "`trials` must be an integer ≥ 1 and ≤ 10000"),
+    ("patch --recipe {zoo}/per-layer-99.toml", "per_layer parameters name layer(s) 99, which do not exist"),
+    ("eval ppl --variant '' --lengths 256", "empty variant"),
+    # lm-eval model args and metadata
+    (
+        "lm-eval --tasks logscale_passkey --lengths 256 --model-args trust_remote_code=maybe",
+        "model arg `trust_remote_code` must be true or false (also 1/0, yes/no), got 'maybe'",
+    ),
+    ("lm-eval --tasks logscale_passkey --lengths 256 --model-args max_length=-5", "`max_length` must be a positive"),
+    ("lm-eval --tasks logscale_passkey --lengths 256 --model-args batch_size=abc", "`batch_size` must be a positive"),
+    ("lm-eval --tasks logscale_passkey --model-args variant=logn", "give `variant` as --variant"),
+    ("lm-eval --tasks logscale_passkey --model-args pretrained=x", "give `pretrained` as --model"),
+    ("lm-eval --tasks logscale_passkey --lengths 256 --metadata '{\"trials\": 1e308}'", "`trials` must be an integer"),
+    # paths
+    ("eval ppl --lengths 256 --out ''", "--out must name a folder of its own"),
+    ("eval ppl --lengths 256 --out /dev/null", "is inside a system folder (/proc, /sys, /dev)"),
+    ("eval ppl --lengths 256 --out /proc/results", "is inside a system folder"),
+    ("eval ppl --lengths 256 --out {zoo}/a-file.bin", "is a file; give a folder"),
+    ("eval ppl --lengths 256 --out {zoo}/a-file.bin/results", "a-file.bin is a file, not a folder"),
+    ("patch --scheme logn --out {zoo}/tiny", "holds other files (a model folder?)"),
+    ("eval ppl --lengths 256 --dataset {zoo}/fifo.txt", "is not a regular file (a pipe, device or socket)"),
     # patch: schemes, parameters, variants, recipes
     ("patch --scheme nosuch", "unknown scheme 'nosuch'"),
     ("patch --scheme critical --tau -1", "`tau` must be a finite number ≥ 0 and ≤ 100, got -1"),
@@ -164,7 +236,7 @@ CLI_CASES = [
     ("eval ppl --dataset ''", "`dataset` must be a non-empty string"),
     ("eval ppl --lengths 100000", "is long enough for length 100000"),
     ("eval ppl --variant nosuch", "unknown variant part 'nosuch'"),
-    ("eval ppl --out {zoo}/a-file.bin", "is a file; give a folder for the results"),
+    ("eval ppl --out {zoo}/a-file.bin", "is a file; give a folder (it is created if missing)"),
     ("eval passkey --depths 1.5", "--depths must be comma-separated fractions in [0, 1]"),
     ("eval passkey --depths nan", "--depths must be comma-separated fractions in [0, 1]"),
     ("eval passkey --depths ,", "--depths must be comma-separated fractions in [0, 1]"),
@@ -281,10 +353,13 @@ API_CASES = [
     (lambda z, m: hls.load(z / "a-file.bin"), "it is a file"),
     (lambda z, m: hls.load(z / "tiny", dtype="float8"), "`dtype` must be one of"),
     (lambda z, m: EvalSpec(task="ppl", lengths=()), "`lengths` must be a non-empty list"),
-    (lambda z, m: EvalSpec(task="ppl", lengths=(1,)), "`lengths` must be an integer ≥ 2, got 1"),
-    (lambda z, m: EvalSpec(task="ppl", lengths=(2.5,)), "`lengths` must be an integer ≥ 2, got 2.5"),
+    (lambda z, m: EvalSpec(task="ppl", lengths=(1,)), "`lengths` must be an integer ≥ 2 and ≤ 16777216, got 1"),
+    (lambda z, m: EvalSpec(task="ppl", lengths=(2.5,)), "`lengths` must be an integer ≥ 2 and ≤ 16777216, got 2.5"),
     (lambda z, m: EvalSpec(task="passkey", lengths=(256,), depths=(1.5,)), "`depths` must be a finite number ≥ 0"),
-    (lambda z, m: EvalSpec(task="passkey", lengths=(256,), trials=0), "`trials` must be an integer ≥ 1, got 0"),
+    (
+        lambda z, m: EvalSpec(task="passkey", lengths=(256,), trials=0),
+        "`trials` must be an integer ≥ 1 and ≤ 10000, got 0",
+    ),
     (lambda z, m: EvalSpec(task="passkey", lengths=(256,), trials=True), "`trials` must be an integer ≥ 1"),
     (lambda z, m: EvalSpec(task="ppl", lengths=(256,), stride=5), "`stride` goes with mode sliding"),
     (lambda z, m: EvalSpec(task="ppl", lengths=(256,), mode="rolling"), "`mode` must be one of truncate, sliding"),
@@ -340,3 +415,73 @@ def test_a_folder_with_weights_and_a_patch_file_uses_its_own_weights_and_says_so
 
 def test_the_corpus_covers_every_class():
     assert len(CLI_CASES) + len(API_CASES) >= 80
+
+
+# ---- valid inputs the third round found refused or mislabelled ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variant", ["critical:tau=0", "yarn:factor=16,attention_factor=1+critical:tau=0", "critical:tau=-0.0", "none"]
+)
+def test_identity_variants_verify_as_identity(variant, zoo, tmp_path, monkeypatch, capsys):
+    code, out, err = run_cli(f"patch --model {{zoo}}/tiny --variant {variant}", zoo, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert "✓ verified" in out and "an identity scale, logits unchanged" in out.replace("\n", " ")
+
+
+def test_tokenizer_without_its_config_is_announced(zoo, tmp_path):
+    folder = tmp_path / "no-tok-config"
+    shutil.copytree(zoo / "tiny", folder)
+    (folder / "tokenizer_config.json").unlink()
+    with pytest.warns(UserWarning, match="tokenizer.json without tokenizer_config.json"):
+        hls.load(folder)
+
+
+def test_a_saved_patched_folder_with_weights_is_recorded_under_its_variant(zoo, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "merged"
+    model, tok = hls.load(zoo / "tiny", variant="critical:tau=2,train_len=32")
+    hls.save_patched(model, folder, tok, merge=True)
+    (folder / "logscale_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(zoo / "tiny"), "variant": {"scale": {"scheme": "logn"}}})
+    )
+    (tmp_path / "cwd").mkdir()
+    args = f"eval ppl --model {folder} --lengths 64 --out {tmp_path}/o"
+    code, _, err = run_cli(args, zoo, tmp_path / "cwd", monkeypatch, capsys)
+    assert code == 0, err
+    records = [json.loads(x) for x in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
+    assert {r["variant"] for r in records} == {"logn"}  # the patch file's variant, applied and recorded
+
+
+def test_resuming_with_other_settings_keeps_rows_apart(zoo, tmp_path, monkeypatch, capsys):
+    (tmp_path / "cwd").mkdir()
+    for trials in (1, 2):
+        args = f"eval passkey --model {{zoo}}/tiny --lengths 96 --depths 0.5 --trials {trials} --out {tmp_path}/o"
+        code, _, err = run_cli(args, zoo, tmp_path / "cwd", monkeypatch, capsys)
+        assert code == 0, err
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "o" / "summary.csv").open()))
+    keys = [(r["variant"], r["length"], r["depth"], r["metric"], r["settings"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 8
+    assert {json.loads(r["settings"])["trials"] for r in rows} == {1, 2}
+
+
+def test_narrow_tables_never_cut_a_number(zoo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    from hf_logscale.cli import render
+
+    monkeypatch.setattr(render.out, "_width", 80, raising=False)
+    from hf_logscale.tables import Table
+
+    table = Table("t", ["variant", "256"], text_columns=1)
+    table.rows = [["yarn:attention_factor=1.0,factor=16.0+critical:tau=0.5", "39.28"]]
+    render.print_table(table)
+    shown = capsys.readouterr().out
+    assert "factor=16.0" in shown and "factor=1\n" not in shown.replace("│", "").replace(" ", "")
+
+
+def test_describe_prints_as_text(tiny_model):
+    model, _ = tiny_model
+    with hls.patched(model, "critical:tau=2,train_len=32"):
+        text = str(hls.describe(model))
+    assert text.startswith("architecture") and "train length L   32" in text and "s(n)" not in text.split("\n")[0]
