@@ -15,10 +15,11 @@ _TIMEOUT_S = 5.0
 
 
 def _offline() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
+    """huggingface_hub's own reading of HF_HUB_OFFLINE (made when it was imported), or HF_DATASETS_OFFLINE."""
+    from huggingface_hub import constants
+
+    datasets_offline = os.environ.get("HF_DATASETS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(constants.HF_HUB_OFFLINE) or datasets_offline
 
 
 @functools.cache

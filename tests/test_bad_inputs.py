@@ -485,3 +485,29 @@ def test_describe_prints_as_text(tiny_model):
     with hls.patched(model, "critical:tau=2,train_len=32"):
         text = str(hls.describe(model))
     assert text.startswith("architecture") and "train length L   32" in text and "s(n)" not in text.split("\n")[0]
+
+
+@pytest.mark.parametrize(
+    "args, what",
+    [
+        ("patch --model owner/some-model --scheme logn", "model 'owner/some-model'"),
+        ("eval ppl --lengths 256 --dataset pg19", "dataset 'pg19'"),
+    ],
+)
+def test_no_network_fails_at_once_with_the_fix(args, what, zoo, tmp_path, monkeypatch, capsys):
+    """Online mode with the hub unreachable (a loopback port nothing listens on): one line, no retries."""
+    import time
+
+    from huggingface_hub import constants
+
+    from hf_logscale import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    hub._reachable.cache_clear()
+    t0 = time.monotonic()
+    code, _, err = run_cli(args, zoo, tmp_path, monkeypatch, capsys)
+    assert code == 2 and f"no network: {what} needs 127.0.0.1" in err and "set HF_HUB_OFFLINE=1" in err
+    assert "Retrying" not in err and time.monotonic() - t0 < 30
