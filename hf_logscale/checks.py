@@ -7,13 +7,15 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from .errors import UserError
+
 __all__ = ["integer", "number", "sequence", "text"]
 
 T = TypeVar("T")
 
 
 def _fail(name: str, what: str, value: Any) -> ValueError:
-    return ValueError(f"`{name}` must be {what}, got {value!r}")
+    return UserError(f"`{name}` must be {what}, got {value!r}")
 
 
 def _range(minimum: float | None, maximum: float | None, low_open: bool, high_open: bool) -> str:

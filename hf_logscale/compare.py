@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .distributed import current
+from .errors import UserError
 from .eval.run import EvalSpec, Progress, applied_label, run_eval
 from .patching import patched
 from .report import make_figures, write_report
@@ -71,12 +72,12 @@ def run_compare(
 ) -> CompareResult:
     """Evaluate every spec (task) under every variant; returns the records of the whole matrix."""
     if not variants or not all(isinstance(v, Variant) for v in variants):
-        raise ValueError(f"`variants` must be a non-empty list of Variants (parse_variant), got {variants!r}")
+        raise UserError(f"`variants` must be a non-empty list of Variants (parse_variant), got {variants!r}")
     if not specs or not all(isinstance(s, EvalSpec) for s in specs):
-        raise ValueError(f"`specs` must be a non-empty list of EvalSpecs, got {specs!r}")
+        raise UserError(f"`specs` must be a non-empty list of EvalSpecs, got {specs!r}")
     labels = [applied_label(model, v) for v in variants]  # none on a saved patched folder: its patch
     if len(set(labels)) != len(labels):
-        raise ValueError(f"a variant is listed twice: {', '.join(labels)}")
+        raise UserError(f"a variant is listed twice: {', '.join(labels)}")
     for v in variants:  # an architecture or a setting this model cannot take fails now, before any cell
         if v.spec != "none":
             with patched(model, v):

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from . import checks
+from .errors import UserError
 from .schemes import MAX_TRAIN_LEN, CustomScheme, Scheme, get_scheme
 from .spec import format_params, parse_value
 
@@ -45,10 +46,10 @@ class LogScaleConfig:
         **scheme_params: Any,
     ) -> None:
         if params is not None and not isinstance(params, Mapping):
-            raise ValueError(f"`params` must be a mapping of parameter names to values, got {params!r}")
+            raise UserError(f"`params` must be a mapping of parameter names to values, got {params!r}")
         clash = sorted(set(scheme_params) & set(params or {}))
         if clash:
-            raise ValueError(f"parameter(s) {', '.join(clash)} given both as keywords and in `params`")
+            raise UserError(f"parameter(s) {', '.join(clash)} given both as keywords and in `params`")
         object.__setattr__(self, "scheme", scheme)
         object.__setattr__(self, "train_len", train_len)
         object.__setattr__(self, "params", {**(params or {}), **scheme_params})
@@ -58,28 +59,28 @@ class LogScaleConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.scheme, str) and not callable(self.scheme):
-            raise ValueError(
+            raise UserError(
                 f"`scheme` must be a scheme name (see `hf-logscale schemes`) or a callable n -> s(n), "
                 f"got {type(self.scheme).__name__} {self.scheme!r}"
             )
         if self.train_len is not None:
             checks.integer("train_len", self.train_len, minimum=2, maximum=MAX_TRAIN_LEN)
         if not isinstance(self.params, Mapping):
-            raise ValueError(f"`params` must be a mapping of parameter names to values, got {self.params!r}")
+            raise UserError(f"`params` must be a mapping of parameter names to values, got {self.params!r}")
         if callable(self.scheme) and not isinstance(self.scheme, str):
             if self.params:
-                raise ValueError("`params` cannot be combined with a callable scheme; close over them instead")
+                raise UserError("`params` cannot be combined with a callable scheme; close over them instead")
         else:
             cls = get_scheme(self.scheme)
             known = {f.name for f in cls.params()} - {"train_len"}
             for key in self.params:
                 if key == "train_len":
-                    raise ValueError("pass `train_len` as its own argument, not inside `params`")
+                    raise UserError("pass `train_len` as its own argument, not inside `params`")
                 if key not in known:
                     close = difflib.get_close_matches(key, known, n=2)
                     hint = f" Did you mean {', '.join(close)}?" if close else ""
                     accepted = ", ".join(sorted(known)) or "none"
-                    raise ValueError(f"{self.scheme}: unknown parameter {key!r}.{hint} Accepted: {accepted}")
+                    raise UserError(f"{self.scheme}: unknown parameter {key!r}.{hint} Accepted: {accepted}")
             self._check_layer_params(known)
             # Validate values now, with the real L if given: errors surface at construction, not at patch time.
             for layer in (None, *self.layer_params):
@@ -87,26 +88,26 @@ class LogScaleConfig:
         object.__setattr__(self, "params", dict(self.params))
         if self.layers is not None and not callable(self.layers):
             if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
-                raise ValueError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {self.layers!r}")
+                raise UserError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {self.layers!r}")
             layers = tuple(self.layers)
             bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool) or i < 0]
             if bad or not layers:
-                raise ValueError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {list(layers)!r}")
+                raise UserError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {list(layers)!r}")
             object.__setattr__(self, "layers", tuple(sorted(set(layers))))
 
     def _check_layer_params(self, known: set[str]) -> None:
         if not isinstance(self.layer_params, Mapping):
-            raise ValueError(f"`layer_params` must map layer indices to parameters, got {self.layer_params!r}")
+            raise UserError(f"`layer_params` must map layer indices to parameters, got {self.layer_params!r}")
         clean = {}
         for layer, params in self.layer_params.items():
             index = int(layer) if isinstance(layer, str) and layer.isdigit() else layer
             checks.integer("layer_params layer index", index, minimum=0)
             if not isinstance(params, Mapping) or not params:
-                raise ValueError(f"`layer_params[{index}]` must be a non-empty mapping of parameters, got {params!r}")
+                raise UserError(f"`layer_params[{index}]` must be a non-empty mapping of parameters, got {params!r}")
             unknown = sorted(set(params) - known)
             if unknown:
                 accepted = ", ".join(sorted(known)) or "none"
-                raise ValueError(
+                raise UserError(
                     f"{self.scheme}: unknown parameter {unknown[0]!r} for layer {index}. Accepted: {accepted}"
                 )
             clean[index] = dict(params)
@@ -128,7 +129,7 @@ class LogScaleConfig:
             return CustomScheme(train_len=L, fn=self.scheme)
         cls = get_scheme(self.scheme)
         if cls.uses_train_len and L is None:
-            raise ValueError(
+            raise UserError(
                 f"{self.scheme}: `train_len` (L) is unknown; pass train_len=... or patch a model whose config has "
                 "max_position_embeddings"
             )
@@ -150,13 +151,13 @@ class LogScaleConfig:
 
     def to_dict(self) -> dict[str, Any]:
         if self.is_custom:
-            raise ValueError(
+            raise UserError(
                 "a callable scheme cannot be serialised; register a Scheme subclass (see README) to save or "
                 "share this patch"
             )
         layers = list(self.layers) if isinstance(self.layers, tuple) else None
         if callable(self.layers):
-            raise ValueError("a `layers` predicate cannot be serialised; pass a list of layer indices instead")
+            raise UserError("a `layers` predicate cannot be serialised; pass a list of layer indices instead")
         out = {"layers": layers, "params": dict(self.params), "scheme": self.scheme, "train_len": self.train_len}
         if self.layer_params:  # JSON keys are text
             out["layer_params"] = {str(k): dict(v) for k, v in self.layer_params.items()}
@@ -166,13 +167,13 @@ class LogScaleConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> LogScaleConfig:
         """The inverse of ``to_dict``; every field is checked (saved files can be edited by hand)."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"a scale setting must be a table of scheme, train_len, params, layers; got {data!r}")
+            raise UserError(f"a scale setting must be a table of scheme, train_len, params, layers; got {data!r}")
         unknown = set(data) - {"layers", "layer_params", "params", "scheme", "train_len"}
         if unknown:
-            raise ValueError(f"unknown LogScaleConfig field(s): {', '.join(sorted(map(str, unknown)))}")
+            raise UserError(f"unknown LogScaleConfig field(s): {', '.join(sorted(map(str, unknown)))}")
         scheme = data.get("scheme", "none")
         if not isinstance(scheme, str):
-            raise ValueError(f"`scheme` must be a scheme name, got {scheme!r}")
+            raise UserError(f"`scheme` must be a scheme name, got {scheme!r}")
         return cls(
             scheme=scheme,
             train_len=data.get("train_len"),
@@ -194,7 +195,7 @@ def parse_layer_params(text: str) -> dict[int, dict[str, Any]]:
         layer, slash, kv = item.partition("/")
         key, eq, value = kv.partition("=")
         if not slash or not eq or not layer.strip().isdigit():
-            raise ValueError(
+            raise UserError(
                 f"per_layer: expected layer/param=value items joined by ';' (e.g. 0/tau=0.8;1/tau=1.3), got {item!r}"
             )
         out.setdefault(int(layer), {})[key.strip()] = parse_value(value, f"per_layer {layer}/{key.strip()}")
@@ -208,7 +209,7 @@ def scale_factors(cfg: LogScaleConfig | Scheme, n: torch.Tensor | int | float | 
     try:
         n = torch.as_tensor(n, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"key counts `n` must be numbers ≥ 1, got {n!r}") from None
+        raise UserError(f"key counts `n` must be numbers ≥ 1, got {n!r}") from None
     if n.numel() == 0 or not torch.isfinite(n).all() or (n < 1).any():
-        raise ValueError(f"key counts `n` must be finite numbers ≥ 1, got {n.tolist()!r}")
+        raise UserError(f"key counts `n` must be finite numbers ≥ 1, got {n.tolist()!r}")
     return scheme(n)

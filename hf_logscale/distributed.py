@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from .errors import UserError
+
 __all__ = ["Dist", "current", "placement"]
 
 T = TypeVar("T")
@@ -102,7 +104,7 @@ def placement(device: str | None, device_map: str | None = None) -> str | None:
     if dist.world == 1:
         return "cuda" if device is None and device_map is None and torch.cuda.is_available() else device
     if device_map is not None:
-        raise ValueError("--device-map splits one model over GPUs; under accelerate launch each process holds a copy")
+        raise UserError("--device-map splits one model over GPUs; under accelerate launch each process holds a copy")
     if device is None and torch.cuda.is_available():
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     return device

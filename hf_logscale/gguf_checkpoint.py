@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from .errors import UserError
+
 __all__ = ["GGUFInfo", "check_gguf", "is_gguf"]
 
 _MAGIC = b"GGUF"
@@ -43,23 +45,23 @@ def check_gguf(path: str | Path) -> GGUFInfo:
     with path.open("rb") as f:
         head = f.read(4)
     if head != _MAGIC:
-        raise ValueError(f"{path} is not a GGUF file (it starts with {head!r}, not {_MAGIC!r})")
+        raise UserError(f"{path} is not a GGUF file (it starts with {head!r}, not {_MAGIC!r})")
     try:
         reader = gguf.GGUFReader(path)
     except Exception as err:  # numpy views past the end of a cut file, bad offsets: the file is incomplete
-        raise ValueError(
+        raise UserError(
             f"{path} is truncated or corrupt ({type(err).__name__}: {err}); download or extract it again"
         ) from None
     arch = _text(reader, "general.architecture")
     if arch is None:
-        raise ValueError(f"{path} states no general.architecture; it is not a model checkpoint")
+        raise UserError(f"{path} states no general.architecture; it is not a model checkpoint")
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
     if arch not in GGUF_SUPPORTED_ARCHITECTURES:
         import transformers
 
         readable = ", ".join(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer"))
-        raise ValueError(
+        raise UserError(
             f"{path.name}: architecture {arch!r} cannot be read from GGUF by transformers {transformers.__version__} "
             f"(it reads {readable}); convert the checkpoint to safetensors, or upgrade transformers"
         )
@@ -67,7 +69,7 @@ def check_gguf(path: str | Path) -> GGUFInfo:
     dense = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
     missing = [q.name for q in kinds if q not in dense and q not in _type_traits]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{path.name}: quantisation type {', '.join(missing)} cannot be dequantised by gguf {version('gguf')}; "
             "use a file quantised as F32, F16, Q8_0, Q4_K or another type gguf reads, or upgrade gguf"
         )

@@ -9,6 +9,8 @@ import os
 import socket
 from urllib.parse import urlparse
 
+from .errors import UserError
+
 __all__ = ["require_hub"]
 
 _TIMEOUT_S = 5.0
@@ -40,7 +42,7 @@ def require_hub(what: str) -> None:
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
     reason = _reachable(host, port)
     if reason is not None:
-        raise ValueError(
+        raise UserError(
             f"no network: {what} needs {host}, which cannot be reached ({reason}); set HF_HUB_OFFLINE=1 to use a "
             "cached copy, or give a local folder"
         )

@@ -38,6 +38,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
     raise ImportError("the lm-eval integration needs lm-eval: pip install 'hf-logscale[lmeval]'") from err
 
+from .errors import UserError
 from .eval.task import TASKS
 from .models import load, reference_model, train_length
 from .patching import patch
@@ -87,7 +88,7 @@ def _strict_bool(name: str, value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"model arg `{name}` must be true or false (also 1/0, yes/no), got {value!r}")
+    raise UserError(f"model arg `{name}` must be true or false (also 1/0, yes/no), got {value!r}")
 
 
 def _positive_int(name: str, value: Any, *, words: tuple[str, ...] = ()) -> Any:
@@ -97,7 +98,7 @@ def _positive_int(name: str, value: Any, *, words: tuple[str, ...] = ()) -> Any:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         also = f" or {'/'.join(words)}" if words else ""
-        raise ValueError(f"model arg `{name}` must be a positive integer{also}, got {value!r}")
+        raise UserError(f"model arg `{name}` must be a positive integer{also}, got {value!r}")
     return value
 
 
@@ -120,7 +121,7 @@ def check_model_args(args: dict[str, Any]) -> dict[str, Any]:
     out = dict(args)
     for name, option in _OPTIONS.items():
         if name in out:
-            raise ValueError(f"give `{name}` as {option}, not in --model-args")
+            raise UserError(f"give `{name}` as {option}, not in --model-args")
     kinds = _hf_arg_kinds()
     for name, value in out.items():
         if kinds.get(name) == "bool":
@@ -151,7 +152,7 @@ class LogScaleLM(HFLM):
         known = {n for n in inspect.signature(HFLM.__init__).parameters if n not in ("self", "kwargs")}
         unknown = sorted(set(kwargs) - known - {"tokenizer"})
         if unknown:  # lm-eval's HF model would only warn and ignore them
-            raise ValueError(
+            raise UserError(
                 f"unknown model arg {unknown[0]!r} for hf-logscale (variant, pretrained, dtype, device, "
                 "attn_implementation, revision, trust_remote_code, max_length, or lm-eval's hf args)"
             )
@@ -234,7 +235,7 @@ def _run_lmeval(model, variant, tasks, store, lengths, metadata, limit, model_ar
 
         close = get_close_matches(unknown[0], sorted(known), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `lm-eval ls tasks`"
-        raise ValueError(f"unknown lm-eval task {unknown[0]!r}{hint}")
+        raise UserError(f"unknown lm-eval task {unknown[0]!r}{hint}")
     settings = {"limit": limit, "metadata": meta}
     label = variant.label if variant is not None else "none"
 
@@ -268,7 +269,7 @@ def _run_lmeval(model, variant, tasks, store, lengths, metadata, limit, model_ar
     try:
         lm = LogScaleLM(pretrained=model, variant=variant, batch_size=batch_size, **(model_args or {}))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"bad --model-args: {err}") from None
+        raise UserError(f"bad --model-args: {err}") from None
     raw = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=False)
     write_atomic(store.dir / "lm_eval_results.json", json.dumps(raw, indent=2, default=str))
     tl = train_length(lm.model)

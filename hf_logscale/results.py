@@ -29,6 +29,7 @@ import torch
 import transformers
 
 from ._version import __version__
+from .errors import UserError
 
 try:
     import fcntl
@@ -66,7 +67,7 @@ SUMMARY_FIELDS = (
 )
 
 
-class StoreLocked(RuntimeError):
+class StoreLocked(UserError):
     """Another process is writing to the same results folder."""
 
 
@@ -96,9 +97,9 @@ def write_atomic(path: Path, text: str) -> None:
         raise _write_error(path, err) from None
 
 
-def _write_error(path: Path, err: OSError) -> OSError:
+def _write_error(path: Path, err: OSError) -> UserError:
     hint = "; free space and run the same command again to finish" if err.errno == errno.ENOSPC else ""
-    error = OSError(f"cannot write {path}: {err.strerror or err}{hint}")
+    error = UserError(f"cannot write {path}: {err.strerror or err}{hint}")
     error.errno = err.errno
     return error
 
@@ -112,15 +113,15 @@ def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     text = str(path)
     p = Path(text).expanduser()
     if not text.strip() or p.resolve() == Path.cwd().resolve():
-        raise ValueError(f"{option} must name a folder of its own (e.g. {option} results), got {text!r}")
+        raise UserError(f"{option} must name a folder of its own (e.g. {option} results), got {text!r}")
     resolved = p.resolve()
     if any(resolved == s or s in resolved.parents for s in _SYSTEM):
-        raise ValueError(f"{option} {text!r} is inside a system folder (/proc, /sys, /dev); give a folder of your own")
+        raise UserError(f"{option} {text!r} is inside a system folder (/proc, /sys, /dev); give a folder of your own")
     if p.exists() and not p.is_dir():
-        raise ValueError(f"{option} {text!r} is a file; give a folder (it is created if missing)")
+        raise UserError(f"{option} {text!r} is a file; give a folder (it is created if missing)")
     parent = next((a for a in p.absolute().parents if a.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise ValueError(f"{option} {text!r}: {parent} is a file, not a folder; give a path under a folder")
+        raise UserError(f"{option} {text!r}: {parent} is a file, not a folder; give a path under a folder")
     return p
 
 
@@ -128,7 +129,7 @@ def make_dir(path: Path, option: str = "--out") -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(
+        raise UserError(
             f"{option} {str(path)!r}: cannot create it ({err.strerror}); give a folder you can write"
         ) from None
 
@@ -214,7 +215,7 @@ class ResultStore:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
                 if i != len(lines) - 1:  # only the last line can be torn by a kill or a full disk
-                    raise ValueError(f"{self.path}:{i + 1}: not a JSON record; the results file was edited") from None
+                    raise UserError(f"{self.path}:{i + 1}: not a JSON record; the results file was edited") from None
                 return out, True
         return out, False
 
@@ -277,7 +278,7 @@ class ResultStore:
 
     def add(self, cell: dict[str, Any], metrics: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
         """Append the records of one finished cell, one per metric (``metrics`` maps name → value), as one block.
-        A failed write (a full disk) is rolled back where possible and raised as ``OSError`` with the fix."""
+        A failed write (a full disk) is rolled back where possible and raised as ``UserError`` with the fix."""
         self.open()
         cid = cell_id(cell)
         existing = [r for r in self.records() if r.get("cell") == cid]

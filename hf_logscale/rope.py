@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import transformers
 
+from .errors import UserError
 from .spec import format_params
 
 __all__ = [
@@ -83,23 +84,23 @@ class RopeSetting:
         if not isinstance(self.kind, str) or self.kind not in ROPE_KINDS:
             close = difflib.get_close_matches(self.kind, ROPE_KINDS, n=2) if isinstance(self.kind, str) else []
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown RoPE kind {self.kind!r}.{hint} Known: {', '.join(ROPE_KINDS)}")
+            raise UserError(f"unknown RoPE kind {self.kind!r}.{hint} Known: {', '.join(ROPE_KINDS)}")
         if not isinstance(self.params, Mapping):
-            raise ValueError(f"{self.kind}: `params` must be a mapping, got {self.params!r}")
+            raise UserError(f"{self.kind}: `params` must be a mapping, got {self.params!r}")
         spec = ROPE_KINDS[self.kind]
         clean: dict[str, Any] = {}
         for key, value in self.params.items():
             if key not in spec:
                 close = difflib.get_close_matches(key, spec, n=2)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(f"{self.kind}: unknown parameter {key!r}.{hint} Accepted: {', '.join(spec)}")
+                raise UserError(f"{self.kind}: unknown parameter {key!r}.{hint} Accepted: {', '.join(spec)}")
             typ, _, check, text = spec[key]
             clean[key] = _coerce(self.kind, key, value, typ)
             if typ is not list and not check(clean[key]):
-                raise ValueError(f"{self.kind}: `{key}` must be {text}, got {value!r}")
+                raise UserError(f"{self.kind}: `{key}` must be {text}, got {value!r}")
         missing = [k for k, (_, req, _, _) in spec.items() if req and k not in clean]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{self.kind}: missing required parameter(s) {', '.join(missing)} (e.g. {self.kind}:factor=4)"
             )
         object.__setattr__(self, "params", dict(sorted(clean.items())))
@@ -115,10 +116,10 @@ class RopeSetting:
     def from_dict(cls, data: Mapping[str, Any]) -> RopeSetting:
         """The inverse of ``to_dict``, checked (saved files can be edited by hand)."""
         if not isinstance(data, Mapping) or not isinstance(data.get("kind"), str):
-            raise ValueError(f"a RoPE setting must be a table with `kind` and `params`, got {data!r}")
+            raise UserError(f"a RoPE setting must be a table with `kind` and `params`, got {data!r}")
         params = data.get("params") or {}
         if not isinstance(params, Mapping):
-            raise ValueError(f"RoPE `params` must be a table, got {params!r}")
+            raise UserError(f"RoPE `params` must be a table, got {params!r}")
         return cls(data["kind"], params)
 
     def config_params(self, train_len: int) -> dict[str, Any]:
@@ -133,16 +134,16 @@ def _coerce(kind: str, key: str, value: Any, typ: type) -> Any:
     if typ is bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{kind}: `{key}` must be true or false, got {value!r}")
+        raise UserError(f"{kind}: `{key}` must be true or false, got {value!r}")
     if typ is list:
         if isinstance(value, (list, tuple)) and all(isinstance(x, (int, float)) for x in value):
             return [float(x) for x in value]
-        raise ValueError(f"{kind}: `{key}` must be a list of numbers (give it in a recipe file), got {value!r}")
+        raise UserError(f"{kind}: `{key}` must be a list of numbers (give it in a recipe file), got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{kind}: `{key}` must be a number, got {value!r}")
+        raise UserError(f"{kind}: `{key}` must be a number, got {value!r}")
     if typ is int:
         if float(value) != int(value):
-            raise ValueError(f"{kind}: `{key}` must be an integer, got {value!r}")
+            raise UserError(f"{kind}: `{key}` must be an integer, got {value!r}")
         return int(value)
     return float(value)
 
@@ -215,7 +216,7 @@ def _rotary_slots(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, to
             if type(child).__name__.endswith("RotaryEmbedding"):
                 slots.append((parent, name, child))
     if not slots:
-        raise ValueError(f"{type(model).__name__}: no rotary embedding module found; RoPE variants need one")
+        raise UserError(f"{type(model).__name__}: no rotary embedding module found; RoPE variants need one")
     return slots
 
 
@@ -273,7 +274,7 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
         _rebuild(slots, config)
     except Exception as err:
         _put_back(config, state)
-        raise ValueError(f"transformers rejected the RoPE setting {setting.spec!r}: {err}") from err
+        raise UserError(f"transformers rejected the RoPE setting {setting.spec!r}: {err}") from err
     state.modules = slots
     return state
 
@@ -286,7 +287,7 @@ def _check_lists(setting: RopeSetting, config: Any) -> None:
     for key in ("short_factor", "long_factor"):
         values = setting.params.get(key)
         if values is not None and len(values) != freqs:
-            raise ValueError(f"{setting.kind}: `{key}` must have {freqs} entries (rotary dim / 2), got {len(values)}")
+            raise UserError(f"{setting.kind}: `{key}` must have {freqs} entries (rotary dim / 2), got {len(values)}")
 
 
 def adopt_rope(model: torch.nn.Module, setting: RopeSetting, base_raw: Any, base_max_pos: int | None) -> RopeState:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from . import checks
+from .errors import UserError
 
 __all__ = ["Scheme", "SCHEMES", "get_scheme", "scheme_names", "CustomScheme"]
 
@@ -80,7 +81,7 @@ class Scheme(abc.ABC):
                 value = check(f.name, value, minimum=meta["min"], maximum=meta["max"])
             except ValueError as err:
                 required = " (required, e.g. yarn-temp:f=4)" if meta["required"] and value is None else ""
-                raise ValueError(f"{self.name}: {err}{required}") from None
+                raise UserError(f"{self.name}: {err}{required}") from None
             object.__setattr__(self, f.name, value)  # 8192.0 from a spec or recipe becomes 8192
 
     @classmethod
@@ -218,13 +219,13 @@ class CustomScheme(Scheme):
         s = self.fn(n)
         if not isinstance(s, torch.Tensor) or s.shape != n.shape:
             got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-            raise ValueError(f"custom scheme must return a tensor shaped like n {tuple(n.shape)}, got {got}")
+            raise UserError(f"custom scheme must return a tensor shaped like n {tuple(n.shape)}, got {got}")
         # Built-in schemes are finite and positive by construction; a user's callable is checked where it is used
         # (once per forward pass and window), so NaN or a sign flip never reaches the logits silently.
         bad = ~(torch.isfinite(s) & (s > 0))
         if bad.any():
             i = int(bad.flatten().nonzero()[0])
-            raise ValueError(
+            raise UserError(
                 f"custom scheme gave s(n) = {s.flatten()[i].item()} at n = {n.flatten()[i].item():g}; "
                 "scales must be finite and > 0"
             )
@@ -245,4 +246,4 @@ def get_scheme(name: str) -> type[Scheme]:
     except KeyError:
         close = difflib.get_close_matches(name, SCHEMES, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown scheme {name!r}.{hint} Known schemes: {', '.join(SCHEMES)}") from None
+        raise UserError(f"unknown scheme {name!r}.{hint} Known schemes: {', '.join(SCHEMES)}") from None

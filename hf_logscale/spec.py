@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import UserError
+
 __all__ = ["format_params", "parse_items", "parse_value"]
 
 
@@ -21,7 +23,7 @@ def parse_value(text: str, where: str) -> int | float | bool:
     try:
         return float(t)
     except ValueError:
-        raise ValueError(f"{where}: value {text!r} is not a number or true/false") from None
+        raise UserError(f"{where}: value {text!r} is not a number or true/false") from None
 
 
 def parse_items(items: list[str], where: str, *, strings: bool = False) -> dict[str, Any]:
@@ -31,7 +33,7 @@ def parse_items(items: list[str], where: str, *, strings: bool = False) -> dict[
     for item in items:
         key, eq, val = item.partition("=")
         if not eq or not key.strip():
-            raise ValueError(f"{where}: expected key=value, got {item.strip()!r}")
+            raise UserError(f"{where}: expected key=value, got {item.strip()!r}")
         try:
             out[key.strip()] = parse_value(val, f"{where} {key.strip()}")
         except ValueError:

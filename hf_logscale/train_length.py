@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .rope import rope_params
 
 if sys.version_info >= (3, 11):
@@ -57,7 +58,7 @@ def known_models() -> tuple[dict[str, Any], ...]:
     for e in entries:
         missing = {"family", "model_type", "train_len", "source"} - set(e)
         if missing:
-            raise ValueError(f"{KNOWN_MODELS_FILE}: entry {e.get('family')!r} lacks {', '.join(sorted(missing))}")
+            raise UserError(f"{KNOWN_MODELS_FILE}: entry {e.get('family')!r} lacks {', '.join(sorted(missing))}")
         e["names"] = [re.compile(p, re.IGNORECASE) for p in e.get("names", [])]
     return tuple(entries)
 
@@ -120,7 +121,7 @@ def resolve_train_len(config: Any, *, warn: bool = True) -> TrainLength:
     if gguf_file and mpe:
         return TrainLength(int(mpe), f"GGUF metadata {config.model_type}.context_length ({gguf_file})")
     if not mpe:
-        raise ValueError("the model config states no max_position_embeddings; pass the training length (--train-len N)")
+        raise UserError("the model config states no max_position_embeddings; pass the training length (--train-len N)")
     guess = TrainLength(int(mpe), "config max_position_embeddings, unverified", guessed=True)
     if warn:
         warnings.warn(

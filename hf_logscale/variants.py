@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import LogScaleConfig, parse_layer_params
+from .errors import UserError
 from .rope import ROPE_KINDS, RopeSetting
 from .schemes import SCHEMES
 from .spec import parse_items
@@ -82,13 +83,13 @@ class Variant:
     def from_dict(cls, data: dict[str, Any]) -> Variant:
         """The inverse of ``to_dict``; every field is checked (saved files can be edited by hand)."""
         if not isinstance(data, dict):
-            raise ValueError(f"a variant must be a table with `scale` and `rope`, got {data!r}")
+            raise UserError(f"a variant must be a table with `scale` and `rope`, got {data!r}")
         unknown = set(data) - {"name", "rope", "scale"}
         if unknown:
-            raise ValueError(f"unknown variant field(s): {', '.join(sorted(map(str, unknown)))}")
+            raise UserError(f"unknown variant field(s): {', '.join(sorted(map(str, unknown)))}")
         rope, name = data.get("rope"), data.get("name")
         if name is not None and not isinstance(name, str):
-            raise ValueError(f"variant `name` must be text, got {name!r}")
+            raise UserError(f"variant `name` must be text, got {name!r}")
         return cls(
             scale=LogScaleConfig.from_dict(data.get("scale") or {}),
             rope=RopeSetting.from_dict(rope) if rope else None,
@@ -118,39 +119,39 @@ def _scale_from(name: str, params: dict[str, Any], layers: Any = None) -> LogSca
     train_len = params.pop("train_len", None)
     layer_params = params.pop("per_layer", None)
     if train_len is not None and (not isinstance(train_len, int) or isinstance(train_len, bool)):
-        raise ValueError(f"{name}: `train_len` must be an integer ≥ 2, got {train_len!r}")
+        raise UserError(f"{name}: `train_len` must be an integer ≥ 2, got {train_len!r}")
     return LogScaleConfig(scheme=name, train_len=train_len, params=params, layers=layers, layer_params=layer_params)
 
 
 def parse_variant(text: str) -> Variant:
     """Parse ``rope[:k=v,...]+scheme[:k=v,...]``, a scheme or rope alone, or ``@recipe``."""
     if not isinstance(text, str):
-        raise ValueError(f"a variant is text such as `logn` or `yarn:factor=4+logn`, got {text!r}")
+        raise UserError(f"a variant is text such as `logn` or `yarn:factor=4+logn`, got {text!r}")
     text = text.strip()
     if not text:
-        raise ValueError("empty variant; try `none`, `logn`, `yarn:factor=4+logn` or `@qwen-logn`")
+        raise UserError("empty variant; try `none`, `logn`, `yarn:factor=4+logn` or `@qwen-logn`")
     if text.startswith("@"):
         return load_recipe(text[1:])
     parts = [p for p in _JOIN.split(text)]
     if len(parts) > 2:
-        raise ValueError(f"variant {text!r} has {len(parts)} parts; at most one RoPE part and one scheme part")
+        raise UserError(f"variant {text!r} has {len(parts)} parts; at most one RoPE part and one scheme part")
     rope: RopeSetting | None = None
     scale: LogScaleConfig | None = None
     for part in parts:
         name, params = _split(part)
         if name in ROPE_KINDS:
             if rope is not None or scale is not None:
-                raise ValueError(f"variant {text!r}: the RoPE part comes first and only once (rope+scheme)")
+                raise UserError(f"variant {text!r}: the RoPE part comes first and only once (rope+scheme)")
             rope = RopeSetting(name, params)
         elif name in SCHEMES:
             if scale is not None:
-                raise ValueError(f"variant {text!r}: only one scheme part is allowed")
+                raise UserError(f"variant {text!r}: only one scheme part is allowed")
             scale = _scale_from(name, params)
         else:
             known = [*ROPE_KINDS, *SCHEMES]
             close = get_close_matches(name, known, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(
+            raise UserError(
                 f"unknown variant part {name!r}.{hint} RoPE kinds: {', '.join(ROPE_KINDS)}; "
                 f"schemes: {', '.join(SCHEMES)}; recipes: {', '.join('@' + r for r in recipe_names())}"
             )
@@ -171,7 +172,7 @@ def split_variants(text: str) -> list[str]:
         elif piece.strip():
             out.append(piece.strip())
     if not out:
-        raise ValueError("--variants is empty")
+        raise UserError("--variants is empty")
     return out
 
 
@@ -182,7 +183,7 @@ def as_variant(obj: Variant | LogScaleConfig | str) -> Variant:
         return Variant(scale=obj)
     if isinstance(obj, str):
         return parse_variant(obj)
-    raise ValueError(f"expected a Variant, LogScaleConfig or variant text, got {type(obj).__name__} {obj!r}")
+    raise UserError(f"expected a Variant, LogScaleConfig or variant text, got {type(obj).__name__} {obj!r}")
 
 
 # ---- recipes -----------------------------------------------------------------------------------------------
@@ -208,23 +209,23 @@ _SCALE_KEYS = {"scheme", "train_len", "layers", "per_layer"}
 def load_recipe(name_or_path: str) -> Variant:
     """A recipe by shipped name (``qwen-logn``) or by path to a ``.toml`` file."""
     if not isinstance(name_or_path, str) or not name_or_path.strip():
-        raise ValueError(f"a recipe is a shipped name or a .toml file, got {name_or_path!r}")
+        raise UserError(f"a recipe is a shipped name or a .toml file, got {name_or_path!r}")
     path = Path(name_or_path)
     if path.is_dir():
-        raise ValueError(f"recipe {name_or_path!r} is a folder; give a .toml file")
+        raise UserError(f"recipe {name_or_path!r} is a folder; give a .toml file")
     if path.suffix != ".toml" or not path.exists():
         shipped = recipe_dir() / f"{name_or_path}.toml"
         if not shipped.exists():
             if path.suffix == ".toml":
                 raise FileNotFoundError(f"recipe file {name_or_path!r} does not exist")
-            raise ValueError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names())}")
+            raise UserError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names())}")
         path = shipped
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from None
+        raise UserError(f"{path}: not valid TOML: {err}") from None
     except IsADirectoryError:
-        raise ValueError(f"recipe {name_or_path!r} is a folder; give a .toml file") from None
+        raise UserError(f"recipe {name_or_path!r} is a folder; give a .toml file") from None
     return _recipe_from(data, path)
 
 
@@ -232,24 +233,24 @@ def _recipe_from(data: dict[str, Any], path: Path) -> Variant:
     where = str(path)
     unknown = set(data) - _RECIPE_KEYS
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RECIPE_KEYS))}"
         )
     for table in ("scale", "rope"):
         if table in data and not isinstance(data[table], dict):
-            raise ValueError(f"{where}: `{table}` must be a table ([{table}]), got {data[table]!r}")
+            raise UserError(f"{where}: `{table}` must be a table ([{table}]), got {data[table]!r}")
     if not data.get("scale") and not data.get("rope"):
-        raise ValueError(f"{where}: the recipe sets nothing; give a [scale] table (scheme = ...) and/or a [rope] table")
+        raise UserError(f"{where}: the recipe sets nothing; give a [scale] table (scheme = ...) and/or a [rope] table")
     if "description" in data and not isinstance(data["description"], str):
-        raise ValueError(f"{where}: `description` must be text, got {data['description']!r}")
+        raise UserError(f"{where}: `description` must be text, got {data['description']!r}")
     try:
         scale_tbl = dict(data.get("scale") or {})
         scheme = scale_tbl.pop("scheme", "none")
         if not isinstance(scheme, str) or scheme not in SCHEMES:
-            raise ValueError(f"[scale].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+            raise UserError(f"[scale].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
         bad = set(scale_tbl) - _SCALE_KEYS - _scheme_params(scheme)
         if bad:
-            raise ValueError(f"[scale]: unknown field(s) {', '.join(sorted(bad))}")
+            raise UserError(f"[scale]: unknown field(s) {', '.join(sorted(bad))}")
         layers = scale_tbl.pop("layers", None)
         scale = _scale_from(scheme, scale_tbl, layers=layers)
         rope_tbl = dict(data.get("rope") or {})
@@ -257,10 +258,10 @@ def _recipe_from(data: dict[str, Any], path: Path) -> Variant:
         if rope_tbl:
             kind = rope_tbl.pop("kind", None)
             if not isinstance(kind, str):
-                raise ValueError(f"[rope].kind is required: one of {', '.join(ROPE_KINDS)}, got {kind!r}")
+                raise UserError(f"[rope].kind is required: one of {', '.join(ROPE_KINDS)}, got {kind!r}")
             rope = RopeSetting(kind, rope_tbl)
     except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+        raise UserError(f"{where}: {err}") from None
     return Variant(scale=scale, rope=rope, name=path.stem)
 
 
@@ -282,11 +283,11 @@ def variant_from_options(
     variant spec or a recipe; ``train_len`` overrides L."""
     given = [name for name, v in (("--scheme", scheme), ("--variant", variant), ("--recipe", recipe)) if v]
     if len(given) != 1:
-        raise ValueError(
+        raise UserError(
             "give exactly one of --scheme, --variant or --recipe" + (f" (got {', '.join(given)})" if given else "")
         )
     if (tau is not None or params) and not scheme:
-        raise ValueError("--tau and --param go with --scheme; put parameters in the --variant spec instead")
+        raise UserError("--tau and --param go with --scheme; put parameters in the --variant spec instead")
     if scheme:
         kv = parse_items(params or [], "--param")
         if tau is not None:

@@ -11,6 +11,7 @@ import warnings
 import typer
 from rich.markup import escape
 
+from ..errors import UserError
 from . import evaluate, theory
 from .compare import compare
 from .diagnose import calibrate, diagnose
@@ -38,8 +39,8 @@ app.command()(diagnose)
 app.command()(calibrate)
 app.add_typer(theory.app, name="theory")
 
-# Errors a user can act on; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, OSError)
+# Errors a user can act on (the message says how); anything else is a bug and keeps its traceback.
+USER_ERRORS = (UserError, FileNotFoundError, ImportError)
 
 
 def main() -> None:
@@ -59,5 +60,11 @@ def main() -> None:
         if hasattr(e, "show") and hasattr(e, "exit_code"):  # usage errors from typer / click
             e.show()
             sys.exit(e.exit_code)
+        err.print(
+            "[red]This is a bug in hf-logscale[/red] (or a case it does not handle yet): please report it on the "
+            "project's issue tracker with the command and the traceback below.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise
     sys.exit(code if isinstance(code, int) else 0)

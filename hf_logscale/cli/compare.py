@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UserError
 from .common import load_model, results_store
 from .options import (
     AttnOpt,
@@ -74,10 +75,10 @@ def compare(
 
     task_list = [get_task(t.strip()) for t in tasks.split(",") if t.strip()]
     if not task_list:
-        raise ValueError("--tasks is empty; give e.g. ppl,passkey")
+        raise UserError("--tasks is empty; give e.g. ppl,passkey")
     length_parts(lengths)  # the form now; the values need L, known once the model is loaded
     if stride is not None and mode is not Mode.sliding:
-        raise ValueError("--stride goes with --mode sliding")
+        raise UserError("--stride goes with --mode sliding")
     chosen = parse_variants(variants) if variants is not None else None  # checked before the (slow) model load
     size = parse_batch_size(batch_size)
     retrieval = dict(depths=parse_depths(depths), trials=trials, seed=seed)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UserError
 from .common import load_model
 from .options import AttnOpt, DatasetOpt, DeviceOpt, DType, DTypeOpt, LengthsOpt, ModelOpt
 from .options import variants as parse_variants
@@ -96,10 +97,10 @@ def calibrate(
     from ..results import write_atomic
 
     if out_file.suffix != ".toml":
-        raise ValueError(f"--out must be a .toml recipe file, got {out_file}")
+        raise UserError(f"--out must be a .toml recipe file, got {out_file}")
     net, tok, tl = load_model(model, dtype, device, attn)
     if tl is None:
-        raise ValueError("the model config states no training length; calibration needs one (--train-len)")
+        raise UserError("the model config states no training length; calibration needs one (--train-len)")
     lens = parse_lengths(lengths, tl.value)
     ws = token_windows(tok, [d.text for d in load_documents(dataset)], max(lens), windows)
     result = fit(net, ws, lens, tl.value, objective=objective.value, log=err.print)

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from ..errors import UserError
 from .common import load_model, results_store
 from .options import (
     AttnOpt,
@@ -59,7 +60,7 @@ def eval_ppl(
     Example: hf-logscale eval ppl --lengths 1x,2x,4x,8x,16x  (add --model M --variant yarn:factor=4)
     """
     if stride is not None and mode is not Mode.sliding:
-        raise ValueError("--stride goes with --mode sliding")
+        raise UserError("--stride goes with --mode sliding")
     settings = dict(
         dataset=dataset, field=field, split=split, mode=mode.value, stride=stride, max_documents=max_documents
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UserError
 from .options import ModelOpt, OutOpt, VariantOpt
 from .render import err, out, print_table
 
@@ -49,14 +50,14 @@ def lm_eval_cmd(
         out.print(str(lmeval.task_path()))
         return
     if not tasks:
-        raise ValueError("--tasks is required (e.g. logscale_passkey,logscale_ppl)")
+        raise UserError("--tasks is required (e.g. logscale_passkey,logscale_ppl)")
     v = parse_variant(variant) if variant is not None else None  # checked before anything loads ('' too)
     try:
         meta = json.loads(metadata) if metadata else {}
     except json.JSONDecodeError as e:
-        raise ValueError(f"--metadata must be a JSON object: {e}") from None
+        raise UserError(f"--metadata must be a JSON object: {e}") from None
     if not isinstance(meta, dict):
-        raise ValueError(f"--metadata must be a JSON object such as '{{\"trials\": 20}}', got {metadata!r}")
+        raise UserError(f"--metadata must be a JSON object such as '{{\"trials\": 20}}', got {metadata!r}")
     items = parse_items([x for x in (model_args or "").split(",") if x.strip()], "--model-args", strings=True)
     extra = lmeval.check_model_args(items)  # strict booleans (trust_remote_code=no is false), positive counts
     lens = None

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UserError
+
 __all__ = [
     "AttnOpt",
     "BatchOpt",
@@ -105,7 +107,7 @@ def parse_batch_size(text: str) -> int | str:
     if text == "auto":
         return text
     if not (text.isdigit() and int(text) >= 1):
-        raise ValueError(f"--batch-size must be a positive integer or auto, got {text!r}")
+        raise UserError(f"--batch-size must be a positive integer or auto, got {text!r}")
     return int(text)
 
 
@@ -115,7 +117,7 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"--layers must be comma-separated layer indices such as 0,1,2, got {text!r}") from None
+        raise UserError(f"--layers must be comma-separated layer indices such as 0,1,2, got {text!r}") from None
 
 
 def variants(text: str) -> list:

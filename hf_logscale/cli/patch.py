@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UserError
 from .common import load_model
 from .options import AttnOpt, DeviceOpt, DType, DTypeOpt, ModelOpt, parse_layers
 from .render import out, print_patch_report
@@ -64,7 +65,7 @@ def patch(
     from ..variants import variant_from_options
 
     if merge and out_dir is None:
-        raise ValueError("--merge needs --out DIR")
+        raise UserError("--merge needs --out DIR")
     v = variant_from_options(
         scheme=scheme, variant=variant, recipe=recipe, train_len=train_len, tau=tau, params=param or []
     )

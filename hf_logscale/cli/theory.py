@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UserError
 from .options import SeedOpt
 from .render import Progress, out, print_table
 
@@ -46,7 +47,7 @@ def grid_values(text: str, name: str) -> list[float]:
             return [float(start) + (float(stop) - float(start)) * i / (k - 1) for i in range(k)]
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"{name} must be start:stop:count (2 ≤ count ≤ {MAX_GRID}) or a comma list, got {text!r}"
         ) from None
 
@@ -57,7 +58,7 @@ def int_values(text: str, name: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 2:
-        raise ValueError(f"{name} must be comma-separated integers ≥ 2, got {text!r}")
+        raise UserError(f"{name} must be comma-separated integers ≥ 2, got {text!r}")
     return values
 
 

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UserError
+
 __all__ = ["INTRO", "FILLER", "NEEDLE", "QUESTION", "PasskeyPrompt", "build_passkey", "first_integer", "min_length"]
 
 INTRO = (
@@ -47,13 +49,13 @@ def min_length(tokenizer: Any) -> int:
 def build_passkey(tokenizer: Any, length: int, depth: float, key: int) -> PasskeyPrompt:
     """A passkey prompt of exactly ``length`` tokens with the key sentence after ``depth`` of the filler."""
     if not 0.0 <= depth <= 1.0:
-        raise ValueError(f"`depth` must be in [0, 1], got {depth}")
+        raise UserError(f"`depth` must be in [0, 1], got {depth}")
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     intro, needle, question = _ids(tokenizer, INTRO), _ids(tokenizer, NEEDLE.format(key=key)), _ids(tokenizer, QUESTION)
     sentences = [_ids(tokenizer, s) for s in FILLER]
     budget = length - len(bos) - len(intro) - len(needle) - len(question)
     if budget < 0:
-        raise ValueError(f"a passkey prompt needs at least {length - budget} tokens, got length={length}")
+        raise UserError(f"a passkey prompt needs at least {length - budget} tokens, got length={length}")
     # Suffix: whole filler sentences from the start of the cycle; choose how many so the needle sits at `depth`.
     ends, total, i = [0], 0, 0
     while total < budget:

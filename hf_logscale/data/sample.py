@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import UserError
+
 __all__ = ["Document", "sample_corpus", "HELD_OUT", "SPLITS"]
 
 HELD_OUT = ("Isaiah", "Jeremiah", "Ezekiel", "Luke", "Romans")
@@ -50,7 +52,7 @@ def _books() -> tuple[Document, ...]:
 def sample_corpus(split: str = "all") -> list[Document]:
     """Books of the King James Bible for ``split`` in ``train``, ``heldout`` or ``all``, in canonical order."""
     if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise UserError(f"`split` must be one of {', '.join(SPLITS)}, got {split!r}")
     books = _books()
     if split == "all":
         return list(books)

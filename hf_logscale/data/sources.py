@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checks
+from ..errors import UserError
 from ..hub import require_hub
 from .sample import Document, sample_corpus
 
@@ -55,7 +56,7 @@ def load_documents(
 ) -> list[Document]:
     """Documents of ``source`` (see the module docstring), in the source's order, at most ``limit`` of them."""
     if not isinstance(source, str) or not source.strip():
-        raise ValueError(f"`dataset` must be sample, a hub dataset name or a path, got {source!r}")
+        raise UserError(f"`dataset` must be sample, a hub dataset name or a path, got {source!r}")
     if limit is not None:
         checks.integer("limit", limit, minimum=1)
     if source == "sample":
@@ -66,13 +67,13 @@ def load_documents(
     elif source.startswith("hub:"):
         repo, _, config = source[4:].partition(":")
         if not repo:
-            raise ValueError("a hub source is written hub:owner/name or hub:owner/name:config")
+            raise UserError("a hub source is written hub:owner/name or hub:owner/name:config")
         docs = _from_hub(repo, config or None, split or "test", field or "text", None, source)
     else:
         docs = _from_path(Path(source).expanduser(), field or "text", split)
     docs = [d for d in docs if d.text.strip()]
     if not docs:
-        raise ValueError(f"dataset {source!r} holds no text (every document is empty)")
+        raise UserError(f"dataset {source!r} holds no text (every document is empty)")
     return docs[:limit] if limit else docs
 
 
@@ -84,7 +85,7 @@ def _from_hub(path, name, split, field, data_files, label) -> list[Document]:
         ds = datasets.load_dataset(path, name, split=split, data_files=data_files)
     except Exception as err:  # offline and not cached, no such repo or split: one clear line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot load dataset {label!r} ({path}, split {split!r}): {first}") from err
+        raise UserError(f"cannot load dataset {label!r} ({path}, split {split!r}): {first}") from err
     return _documents(ds, field, label)
 
 
@@ -95,25 +96,25 @@ def _from_path(path: Path, field: str, split: str | None) -> list[Document]:
             "hub:owner/name, or a .txt/.jsonl/.parquet path"
         )
     if not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never ends
-        raise ValueError(
+        raise UserError(
             f"dataset {str(path)!r} is not a regular file (a pipe, device or socket); give a .txt, .jsonl or "
             ".parquet file or a folder of .txt files"
         )
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
-            raise ValueError(f"dataset folder {str(path)!r} holds no .txt files")
+            raise UserError(f"dataset folder {str(path)!r} holds no .txt files")
         return [Document(f.stem, _read_text(f)) for f in files]
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if suffix == ".txt":
         return [Document(path.stem, _read_text(path))]
     builder = {".jsonl": "json", ".json": "json", ".jsonl.gz": "json", ".parquet": "parquet"}.get(suffix)
     if builder is None:
-        raise ValueError(f"dataset {str(path)!r}: unsupported file type {suffix!r}; use .txt, .jsonl or .parquet")
+        raise UserError(f"dataset {str(path)!r}: unsupported file type {suffix!r}; use .txt, .jsonl or .parquet")
     try:
         ds = _datasets().load_dataset(builder, data_files=str(path), split="train")
     except Exception as err:
-        raise ValueError(f"cannot read {str(path)!r} as {builder}: {str(err).strip().splitlines()[0]}") from err
+        raise UserError(f"cannot read {str(path)!r} as {builder}: {str(err).strip().splitlines()[0]}") from err
     return _documents(ds, field, str(path))
 
 
@@ -121,12 +122,12 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"dataset file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise UserError(f"dataset file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def _documents(ds: Any, field: str, label: str) -> list[Document]:
     if field not in ds.column_names:
-        raise ValueError(
+        raise UserError(
             f"dataset {label!r} has no field {field!r}; its fields are {', '.join(ds.column_names)} (pass --field)"
         )
     return [Document(f"{label}[{i}]", str(text)) for i, text in enumerate(ds[field]) if text]

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..config import LogScaleConfig
+from ..errors import UserError
 from ..eval.logprobs import decoder_hidden, next_token_nll
 from ..patching import patched
 from ..patching.families import attention_layers
@@ -138,12 +139,12 @@ def calibrate(
 ) -> Calibration:
     """Fit τ on token ``windows`` ([1, T] each, T ≥ max(lengths)). ``target`` overrides the entropy at L."""
     if objective not in OBJECTIVES:
-        raise ValueError(f"`objective` must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        raise UserError(f"`objective` must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     longer = sorted(n for n in lengths if n > train_len)
     if not longer:
-        raise ValueError(f"calibration needs lengths beyond the training length {train_len}")
+        raise UserError(f"calibration needs lengths beyond the training length {train_len}")
     if any(w.shape[-1] < longer[-1] for w in windows):
-        raise ValueError(f"every window needs {longer[-1]} tokens")
+        raise UserError(f"every window needs {longer[-1]} tokens")
     per_length: dict[float, dict[int, float]] = {}
     if objective == "entropy" and target is None:
         base = torch.stack([attention_entropy(model, w, _variant(0.0, train_len, layer)) for w in windows]).mean(0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from ..eval.perplexity import perplexity_windows, tokenize_documents
 from ..patching import patched
 from ..results import write_atomic
@@ -29,7 +30,7 @@ def token_windows(tokenizer: Any, texts: Sequence[str], length: int, count: int)
     tokens = tokenize_documents(tokenizer, texts)
     windows, _, _ = perplexity_windows(tokens, length, "truncate", bos=tokenizer.bos_token_id, max_documents=count)
     if not windows:
-        raise ValueError(f"no document has the {length} tokens a window needs")
+        raise UserError(f"no document has the {length} tokens a window needs")
     return [torch.tensor([w.ids]) for w in windows]
 
 

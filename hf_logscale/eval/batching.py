@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..errors import UserError
+
 __all__ = ["OutOfMemory", "auto_batch_size", "in_batches", "input_device", "is_oom"]
 
 T = TypeVar("T")
@@ -32,7 +34,7 @@ def auto_batch_size(batch_size: int | str | None, tokens: int) -> int:
         return max(1, TOKENS_PER_BATCH // max(1, tokens))
     size = int(batch_size)
     if size < 1:
-        raise ValueError(f"`batch_size` must be ≥ 1 or 'auto', got {batch_size}")
+        raise UserError(f"`batch_size` must be ≥ 1 or 'auto', got {batch_size}")
     return size
 
 

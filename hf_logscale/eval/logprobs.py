@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+
 __all__ = ["CHUNK_ELEMENTS", "decoder_hidden", "next_token_nll", "logits_at"]
 
 CHUNK_ELEMENTS = 2**25  # logits per chunk (128 MiB in float32)
@@ -19,7 +21,7 @@ _UNSUPPORTED_HEADS = ("final_logit_softcapping", "logit_scale", "logits_scaling"
 def _check_head(model: Any) -> None:
     for key in _UNSUPPORTED_HEADS:
         if getattr(model.config, key, None) not in (None, 1, 1.0):
-            raise ValueError(
+            raise UserError(
                 f"{type(model).__name__} post-processes its logits ({key}={getattr(model.config, key)}); "
                 "the chunked loss supports plain LM heads (Llama, Qwen2, Qwen3, Mistral)"
             )

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..distributed import current
+from ..errors import UserError
 from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
 from .logprobs import decoder_hidden, next_token_nll
 
@@ -74,15 +75,15 @@ def perplexity_windows(
 ) -> tuple[list[Window], list[tuple[int, int, int]], int]:
     """Windows for ``length``, the scored span (doc, start, end) of each used document, and the skipped count."""
     if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}")
     head = [bos] if bos is not None else []
     m = length - len(head)  # document tokens per window
     if m < 2:
-        raise ValueError(f"length {length} is too short for a perplexity window")
+        raise UserError(f"length {length} is too short for a perplexity window")
     if mode == "sliding":
         stride = length // 2 if stride is None else stride
         if not 1 <= stride <= m:
-            raise ValueError(f"`stride` must be in [1, {m}] for length {length} (window minus BOS), got {stride}")
+            raise UserError(f"`stride` must be in [1, {m}] for length {length} (window minus BOS), got {stride}")
     first = 0 if head else 1  # the first document token is scored only when a BOS precedes it
     windows: list[Window] = []
     spans: list[tuple[int, int, int]] = []
@@ -134,7 +135,7 @@ def perplexity(
     windows, spans, skipped = perplexity_windows(docs, length, mode, stride, tokenizer.bos_token_id, max_documents)
     if not windows:
         longest = max((len(d) for d in docs), default=0)
-        raise ValueError(
+        raise UserError(
             f"no document has the {length - (tokenizer.bos_token_id is not None)} tokens a window of {length} needs "
             f"({len(docs)} documents, longest {longest} tokens); use shorter lengths or longer documents"
         )

@@ -24,6 +24,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from ..data.passkey import first_integer
 from ..distributed import current
+from ..errors import UserError
 from ..tables import Table, mean_by
 from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
 from .logprobs import decoder_hidden, logits_at
@@ -108,7 +109,7 @@ def score_prompts(
 ) -> list[Trial]:
     """Score equal-length ``prompts`` whose expected continuations are ``answers`` (token ids of " {key}")."""
     if len({len(p) for p in prompts}) != 1:
-        raise ValueError("prompts of one batch must have the same length")
+        raise UserError("prompts of one batch must have the same length")
     device = input_device(model)
     x = torch.tensor([list(p) for p in prompts], device=device)
     n = x.shape[1]

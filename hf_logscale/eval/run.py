@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import checks
 from ..distributed import current
+from ..errors import UserError
 from ..models import train_length
 from ..patching import patch_state, patched
 from ..results import ResultStore, cell_id, versions
@@ -42,17 +43,17 @@ _LENGTH = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKxX]?)\s*$")
 def length_parts(text: str) -> list[tuple[str, float, str]]:
     """The parts of a ``--lengths`` text, checked for form (before the model, and so L, is known)."""
     if not isinstance(text, str):
-        raise ValueError(f"--lengths must be text such as 256,1k or 1x,2x, got {text!r}")
+        raise UserError(f"--lengths must be text such as 256,1k or 1x,2x, got {text!r}")
     parts = []
     for part in text.split(","):
         if not part.strip():
             continue
         m = _LENGTH.match(part)
         if not m:
-            raise ValueError(f"--lengths: {part.strip()!r} is not a length; write e.g. 256,1k,4k or 1x,2x,4x")
+            raise UserError(f"--lengths: {part.strip()!r} is not a length; write e.g. 256,1k,4k or 1x,2x,4x")
         parts.append((part.strip(), float(m.group(1)), m.group(2).lower()))
     if not parts:
-        raise ValueError("--lengths is empty; write e.g. 256,1k,4k or 1x,2x,4x")
+        raise UserError("--lengths is empty; write e.g. 256,1k,4k or 1x,2x,4x")
     return parts
 
 
@@ -62,12 +63,12 @@ def parse_lengths(text: str, train_len: int | None = None) -> tuple[int, ...]:
     for part, value, unit in length_parts(text):
         if unit == "x":
             if train_len is None:
-                raise ValueError("--lengths with x (multiples of the training length) needs a known training length")
+                raise UserError("--lengths with x (multiples of the training length) needs a known training length")
             value *= train_len
         elif unit == "k":
             value *= 1024
         if value != int(value) or value < 2:
-            raise ValueError(f"--lengths: {part!r} is not a whole number of tokens ≥ 2")
+            raise UserError(f"--lengths: {part!r} is not a whole number of tokens ≥ 2")
         out.add(int(value))
     return tuple(sorted(out))
 
@@ -76,9 +77,9 @@ def parse_depths(text: str) -> tuple[float, ...]:
     try:
         depths = tuple(sorted({float(x) for x in text.split(",") if x.strip()}))
     except ValueError:
-        raise ValueError(f"--depths must be comma-separated fractions in [0, 1], got {text!r}") from None
+        raise UserError(f"--depths must be comma-separated fractions in [0, 1], got {text!r}") from None
     if not depths or not all(0.0 <= d <= 1.0 for d in depths):
-        raise ValueError(f"--depths must be comma-separated fractions in [0, 1], got {text!r}")
+        raise UserError(f"--depths must be comma-separated fractions in [0, 1], got {text!r}")
     return depths
 
 
@@ -120,11 +121,11 @@ class EvalSpec:
             if getattr(self, name) is not None:
                 checks.text(name, getattr(self, name))
         if self.mode not in MODES:
-            raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise UserError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.stride is not None:
             checks.integer("stride", self.stride, minimum=1)
             if self.mode != "sliding":
-                raise ValueError("`stride` goes with mode sliding (--mode sliding)")
+                raise UserError("`stride` goes with mode sliding (--mode sliding)")
         if self.max_documents is not None:
             checks.integer("max_documents", self.max_documents, minimum=1)
 
@@ -143,7 +144,7 @@ def evaluate(
     """Run ``spec`` on ``model`` as it is into ``store``, its records labelled ``variant``; returns the records of
     every cell of the grid (resumed ones included), in grid order."""
     if tokenizer is None:
-        raise ValueError("evaluation needs a tokenizer; the model folder has none")
+        raise UserError("evaluation needs a tokenizer; the model folder has none")
     task = get_task(spec.task)
     settings, dataset = task.settings(spec), task.dataset(spec)
     cells = [
@@ -251,7 +252,7 @@ def _require_finite(label: str, metrics: dict[str, Any]) -> None:
     """A non-finite score means non-finite logits (weights, or a scale that overflowed): an error, never a record."""
     for name, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(
+            raise UserError(
                 f"{label}: {name} is {value}: the model produced non-finite logits (check its weights and the "
                 "variant's scale); nothing was recorded for this cell"
             )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import UserError
 from ..tables import Table
 
 if TYPE_CHECKING:
@@ -123,4 +124,4 @@ def get_task(name: str) -> Task:
     except KeyError:
         close = difflib.get_close_matches(name, TASKS, n=2)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown task {name!r}.{hint} Tasks: {', '.join(TASKS)}") from None
+        raise UserError(f"unknown task {name!r}.{hint} Tasks: {', '.join(TASKS)}") from None

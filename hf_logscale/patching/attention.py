@@ -23,6 +23,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from ..errors import UserError
 from ..schemes import Scheme
 
 __all__ = ["ScaleState", "LayerScale", "LAYER_ATTR", "backend_name", "register_backend", "is_flash"]
@@ -65,7 +66,7 @@ class ScaleState:
         if hit is not None and hit[0] is position_ids and hit[1] == version:
             return hit[2]
         if position_ids.ndim != 2 or position_ids.shape[-1] != q_len:
-            raise ValueError(
+            raise UserError(
                 f"hf-logscale expects position_ids shaped [batch, {q_len}], got {tuple(position_ids.shape)} "
                 "(multi-axis rope positions are not supported)"
             )
@@ -180,10 +181,10 @@ def backend_name(base: str) -> str:
 def register_backend(base: str) -> str:
     """Register ``logscale_<base>`` (attention + mask function) once per process; return its name."""
     if base.startswith(PREFIX):
-        raise ValueError(f"attention implementation {base!r} is already a logscale wrapper")
+        raise UserError(f"attention implementation {base!r} is already a logscale wrapper")
     if base not in ALL_MASK_ATTENTION_FUNCTIONS or (base != "eager" and base not in ALL_ATTENTION_FUNCTIONS):
         known = sorted(set(ALL_MASK_ATTENTION_FUNCTIONS.keys()))
-        raise ValueError(
+        raise UserError(
             f"attention implementation {base!r} is not supported by hf-logscale; load the model with one of "
             f"{', '.join(known)} (attn_implementation=...)"
         )

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import transformers
 
+from ..errors import UserError
+
 __all__ = ["FAMILIES", "Family", "NativeScale", "attention_layers", "family_of", "layer_window"]
 
 _VERSION = tuple(int(x) for x in transformers.__version__.split(".")[:2])
@@ -98,16 +100,16 @@ def family_of(model: torch.nn.Module) -> Family:
     model_type = getattr(config, "model_type", None)
     supported = ", ".join(FAMILIES)
     if model_type in _REFUSED:
-        raise ValueError(f"{model_type} is not supported: {_REFUSED[model_type]}. Supported: {supported}")
+        raise UserError(f"{model_type} is not supported: {_REFUSED[model_type]}. Supported: {supported}")
     family = FAMILIES.get(model_type)
     if family is None:
-        raise ValueError(
+        raise UserError(
             f"unsupported architecture {model_type!r} ({type(model).__name__}); hf-logscale supports {supported} "
             "(Llama, Mistral, Ministral, Mixtral, Qwen2/2.5, Qwen2-MoE, Qwen3, Qwen3-MoE, SmolLM3 checkpoints)"
         )
     if _VERSION < family.min_transformers:
         need = ".".join(map(str, family.min_transformers))
-        raise ValueError(
+        raise UserError(
             f"{model_type} calls its attention through AttentionInterface from transformers {need} on; found "
             f"{transformers.__version__}: upgrade with `pip install -U transformers`"
         )
@@ -119,7 +121,7 @@ def attention_layers(model: torch.nn.Module) -> list[tuple[int, torch.nn.Module]
     cls_name = family_of(model).attention
     layers = [(int(m.layer_idx), m) for m in model.modules() if type(m).__name__ == cls_name]
     if not layers:
-        raise ValueError(f"{type(model).__name__}: found no {cls_name} modules to patch")
+        raise UserError(f"{type(model).__name__}: found no {cls_name} modules to patch")
     return sorted(layers, key=lambda t: t[0])
 
 

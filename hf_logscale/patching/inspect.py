@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import UserError
 from ..rope import attention_factor, rope_params
 from .families import attention_layers, family_of, layer_window
 from .install import PatchState, patch_state
@@ -64,7 +65,7 @@ class PatchReport:
 def _state(model: torch.nn.Module) -> PatchState:
     state = patch_state(model)
     if state is None:
-        raise ValueError(f"{type(model).__name__} is not patched; call hf_logscale.patch(model, ...) first")
+        raise UserError(f"{type(model).__name__} is not patched; call hf_logscale.patch(model, ...) first")
     return state
 
 

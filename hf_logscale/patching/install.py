@@ -13,6 +13,7 @@ import transformers
 
 from .._version import __version__
 from ..config import LogScaleConfig
+from ..errors import UserError
 from ..rope import RopeState, adopt_rope, apply_rope, restore_rope
 from ..schemes import Scheme
 from ..train_length import resolve_train_len
@@ -62,7 +63,7 @@ class PatchState:
 def _check_transformers() -> None:
     version = tuple(int(x) for x in transformers.__version__.split(".")[:2])
     if version < _MIN_TRANSFORMERS:
-        raise RuntimeError(
+        raise UserError(
             f"hf-logscale needs transformers ≥ 4.57, found {transformers.__version__}; "
             "upgrade with `pip install -U transformers`"
         )
@@ -98,7 +99,7 @@ def patch(
     selected = _select(found, variant.scale.layers)
     stray = sorted(set(variant.scale.layer_params) - {i for i, _ in found})
     if stray:  # a per-layer entry for a layer the model lacks would be ignored without a word
-        raise ValueError(
+        raise UserError(
             f"per_layer parameters name layer(s) {', '.join(map(str, stray))}, which do not exist; the model has "
             f"{len(found)} attention layers (0–{len(found) - 1})"
         )
@@ -145,7 +146,7 @@ def _install(
     try:
         _switch_implementation(model, impl)
         if model.config._attn_implementation != impl:
-            raise ValueError(f"{type(model).__name__} did not accept attn_implementation={impl!r}")
+            raise UserError(f"{type(model).__name__} did not accept attn_implementation={impl!r}")
     except Exception:
         if rope_state is not None and not adopt:
             restore_rope(model, rope_state)
@@ -197,12 +198,12 @@ def _select(layers: list[tuple[int, torch.nn.Module]], selection: Any) -> list[t
     if callable(selection):
         chosen = [(i, m) for i, m in layers if selection(i)]
         if not chosen:
-            raise ValueError("the `layers` predicate selected no attention layer; nothing would be patched")
+            raise UserError("the `layers` predicate selected no attention layer; nothing would be patched")
         return chosen
     present = {i for i, _ in layers}
     missing = sorted(set(selection) - present)
     if missing:
-        raise ValueError(
+        raise UserError(
             f"layer(s) {', '.join(map(str, missing))} do not exist; the model has {len(layers)} attention layers "
             f"(0–{max(present)})"
         )
@@ -213,7 +214,7 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
     """Restore the exact original: attention implementation, rotary modules, rope parameters, config."""
     state = patch_state(model)
     if state is None:
-        raise ValueError(f"{type(model).__name__} is not patched by hf-logscale; nothing to unpatch")
+        raise UserError(f"{type(model).__name__} is not patched by hf-logscale; nothing to unpatch")
     for module in model.modules():
         if hasattr(module, LAYER_ATTR):
             delattr(module, LAYER_ATTR)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .. import checks
+from ..errors import UserError
 from .closed_form import gamma_c, limits, simplex_exact
 from .layer import eta, metrics
 from .tokens import gaussian_tokens, simplex_tokens
@@ -68,7 +69,7 @@ def _check(
     if d is not None:
         checks.integer("d", d, minimum=1, maximum=MAX_TOKENS)
         if tokens == "simplex" and n is not None and d < n:
-            raise ValueError(f"`d` must be ≥ n = {n} for simplex tokens (n unit vectors in general position), got {d}")
+            raise UserError(f"`d` must be ≥ n = {n} for simplex tokens (n unit vectors in general position), got {d}")
     if rho is not None:
         checks.number("rho", rho, minimum=0, maximum=1, low_open=True, high_open=True)
     if gammas is not None:
@@ -77,9 +78,9 @@ def _check(
     checks.integer("probes", probes, minimum=1)
     checks.integer("seed", seed)
     if tokens not in ("gaussian", "simplex"):
-        raise ValueError(f"`tokens` must be gaussian or simplex, got {tokens!r}")
+        raise UserError(f"`tokens` must be gaussian or simplex, got {tokens!r}")
     if metric not in METRICS:
-        raise ValueError(f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise UserError(f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
 
 
 def _tokens(kind: str, n: int, d: int, rho: float, seed: int):
@@ -87,14 +88,14 @@ def _tokens(kind: str, n: int, d: int, rho: float, seed: int):
         return simplex_tokens(n, rho, d=sweep_dimension(kind, n, d))
     if kind == "gaussian":
         return gaussian_tokens(n, d, rho, seed)
-    raise ValueError(f"`tokens` must be gaussian or simplex, got {kind!r}")
+    raise UserError(f"`tokens` must be gaussian or simplex, got {kind!r}")
 
 
 def _values(metric: str, x: torch.Tensor, gammas: Sequence[float], alpha: float, probes: int, seed: int):
     if metric == "eta":
         return eta(x, gammas, alpha, probes=probes, seed=seed)
     if metric not in METRICS:
-        raise ValueError(f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise UserError(f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
     return metrics(x, gammas, alpha)[metric]
 
 

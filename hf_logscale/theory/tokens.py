@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserError
+
 __all__ = ["Tokens", "gaussian_tokens", "simplex_tokens"]
 
 
@@ -36,11 +38,11 @@ class Tokens:
 
 def _check(n: int, rho: float, q: float) -> None:
     if n < 2:
-        raise ValueError(f"`n` must be ≥ 2, got {n}")
+        raise UserError(f"`n` must be ≥ 2, got {n}")
     if not 0.0 < rho < 1.0:
-        raise ValueError(f"`rho` must be in (0, 1), got {rho}")
+        raise UserError(f"`rho` must be in (0, 1), got {rho}")
     if q <= 0:
-        raise ValueError(f"`q` must be > 0, got {q}")
+        raise UserError(f"`q` must be > 0, got {q}")
 
 
 def simplex_tokens(n: int, rho: float, q: float = 1.0, d: int | None = None) -> Tokens:
@@ -49,7 +51,7 @@ def simplex_tokens(n: int, rho: float, q: float = 1.0, d: int | None = None) -> 
     _check(n, rho, q)
     d = n if d is None else d
     if d < n:
-        raise ValueError(f"exact simplex tokens need d ≥ n; got d={d}, n={n}")
+        raise UserError(f"exact simplex tokens need d ≥ n; got d={d}, n={n}")
     gram = torch.full((n, n), rho, dtype=torch.float64)
     gram.diagonal().fill_(1.0)
     y = torch.linalg.cholesky(gram)
@@ -63,7 +65,7 @@ def gaussian_tokens(n: int, d: int, rho: float, seed: int = 0, q: float = 1.0) -
     E⟨x_i, x_j⟩ = qρ; the realised cosines scatter around ρ, the more so the smaller d (``Tokens.mean_cosine``)."""
     _check(n, rho, q)
     if d < 1:
-        raise ValueError(f"`d` must be ≥ 1, got {d}")
+        raise UserError(f"`d` must be ≥ 1, got {d}")
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n + 1, d, generator=g, dtype=torch.float64) / math.sqrt(d)
     x = math.sqrt(q) * (math.sqrt(rho) * z[:1] + math.sqrt(1 - rho) * z[1:])

@@ -18,6 +18,7 @@ from typing import Any
 
 from ...data.passkey import KEY_RANGE, NEEDLE, QUESTION
 from ...data.sources import load_documents
+from ...errors import UserError
 from ..retrieval import RetrievalResult, RetrievalTask, cell_rng, score_all
 from ..task import CellResult, Figure, register_task
 
@@ -77,17 +78,17 @@ def build_needle(
     question: str = QUESTION,
 ) -> NeedlePrompt:
     if not 0.0 <= depth <= 1.0:
-        raise ValueError(f"`depth` must be in [0, 1], got {depth}")
+        raise UserError(f"`depth` must be in [0, 1], got {depth}")
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     needle_ids, question_ids = ids(needle.format(key=key)), ids(question)
     budget = length - len(bos) - len(needle_ids) - len(question_ids)
     if budget < 0:
-        raise ValueError(f"a needle prompt needs at least {length - budget} tokens, got length={length}")
+        raise UserError(f"a needle prompt needs at least {length - budget} tokens, got length={length}")
     if budget > haystack.tokens:
-        raise ValueError(f"the haystack corpus has {haystack.tokens} tokens; length {length} needs {budget}")
+        raise UserError(f"the haystack corpus has {haystack.tokens} tokens; length {length} needs {budget}")
     if not 0.0 <= offset < 1.0:
-        raise ValueError(f"`offset` must be in [0, 1), got {offset}")
+        raise UserError(f"`offset` must be in [0, 1), got {offset}")
     # the haystack starts at a sentence chosen by `offset` among those with `budget` tokens after them
     hay, bounds = haystack.take(int(offset * (haystack.last_start(budget) + 1)), budget)
     cut = min(bounds, key=lambda b: abs(b - depth * budget))
@@ -113,9 +114,9 @@ def needle(
 ) -> RetrievalResult:
     """Needle-retrieval accuracy of ``model`` at ``length`` tokens with the needle at ``depth``."""
     if "{key}" not in needle_text:
-        raise ValueError("the needle sentence must contain {key}")
+        raise UserError("the needle sentence must contain {key}")
     if trials < 1:
-        raise ValueError(f"`trials` must be ≥ 1, got {trials}")
+        raise UserError(f"`trials` must be ≥ 1, got {trials}")
     rng = cell_rng("needle", seed, length, depth)
     prompts = []
     for _ in range(trials):
@@ -138,7 +139,7 @@ class Needle(RetrievalTask):
             tokenizer, [d.text for d in load_documents(spec.dataset, field=spec.field, split=spec.split)]
         )
         if max(lengths) > haystack.tokens:
-            raise ValueError(
+            raise UserError(
                 f"dataset {spec.dataset!r} has {haystack.tokens} tokens of haystack; length {max(lengths)} needs more"
             )
         return haystack

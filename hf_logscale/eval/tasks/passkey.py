@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...data.passkey import KEY_RANGE, PasskeyPrompt, build_passkey, min_length
+from ...errors import UserError
 from ..retrieval import RetrievalResult, RetrievalTask, cell_rng, score_all
 from ..task import CellResult, Figure, register_task
 
@@ -33,7 +34,7 @@ def passkey(
 ) -> RetrievalResult:
     """Passkey accuracy of ``model`` at ``length`` tokens with the key at ``depth``."""
     if trials < 1:
-        raise ValueError(f"`trials` must be ≥ 1, got {trials}")
+        raise UserError(f"`trials` must be ≥ 1, got {trials}")
     prompts = passkey_prompts(tokenizer, length, depth, trials, seed)
     scored = score_all(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, advance=advance)
     return RetrievalResult(length, depth, scored)
@@ -53,7 +54,7 @@ class Passkey(RetrievalTask):
     def prepare(self, tokenizer: Any, spec, lengths: Sequence[int]) -> None:
         shortest = min_length(tokenizer)
         if min(lengths) < shortest:
-            raise ValueError(f"a passkey prompt needs at least {shortest} tokens; got length {min(lengths)}")
+            raise UserError(f"a passkey prompt needs at least {shortest} tokens; got length {min(lengths)}")
 
     def run(self, model, tokenizer, spec, data, length, depth, batch_size, advance) -> CellResult:
         return self.result(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...data.sources import load_documents
+from ...errors import UserError
 from ...tables import Table, mean_by
 from ..perplexity import perplexity, perplexity_windows, tokenize_documents
 from ..task import CellResult, Figure, Metric, Task, register_task
@@ -46,7 +47,7 @@ class Perplexity(Task):
         too_long = [n for n in lengths if not self.items(data, spec, n)]
         if too_long:
             longest = max((len(t) for t in tokens), default=0)
-            raise ValueError(
+            raise UserError(
                 f"no document of {spec.dataset!r} is long enough for length {too_long[0]} ({len(tokens)} documents, "
                 f"longest {longest} tokens); drop lengths ≥ {too_long[0]} or use longer documents"
             )
