@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .errors import UserError
 
-__all__ = ["integer", "number", "sequence", "text"]
+__all__ = ["did_you_mean", "integer", "number", "sequence", "text"]
 
 T = TypeVar("T")
 
@@ -81,3 +82,9 @@ def sequence(name: str, values: Any, item: Callable[[str, Any], T]) -> tuple[T, 
     if not out:
         raise _fail(name, "a non-empty list", values)
     return out
+
+
+def did_you_mean(name: Any, known: Iterable[str], n: int = 3) -> str:
+    """`` Did you mean a, b?`` for the closest of ``known`` to ``name`` (empty when none is close)."""
+    close = difflib.get_close_matches(name, list(known), n=n) if isinstance(name, str) else []
+    return f" Did you mean {', '.join(close)}?" if close else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,9 +76,8 @@ class LogScaleConfig:
                 if key == "train_len":
                     raise UserError("pass `train_len` as its own argument, not inside `params`")
                 if key not in known:
-                    close = difflib.get_close_matches(key, known, n=2)
-                    hint = f" Did you mean {', '.join(close)}?" if close else ""
                     accepted = ", ".join(sorted(known)) or "none"
+                    hint = checks.did_you_mean(key, known)
                     raise UserError(f"{self.scheme}: unknown parameter {key!r}.{hint} Accepted: {accepted}")
             self._check_layer_params(known)
             # Validate values now, with the real L if given: errors surface at construction, not at patch time.

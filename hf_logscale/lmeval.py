@@ -38,6 +38,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
     raise ImportError("the lm-eval integration needs lm-eval: pip install 'hf-logscale[lmeval]'") from err
 
+from . import checks
 from .errors import UserError
 from .eval.task import TASKS
 from .models import load, reference_model, train_length
@@ -231,11 +232,8 @@ def _run_lmeval(model, variant, tasks, store, lengths, metadata, limit, model_ar
     known = set(manager.all_tasks)
     unknown = [t for t in tasks if t not in known]
     if unknown:
-        from difflib import get_close_matches
-
-        close = get_close_matches(unknown[0], sorted(known), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `lm-eval ls tasks`"
-        raise UserError(f"unknown lm-eval task {unknown[0]!r}{hint}")
+        hint = checks.did_you_mean(unknown[0], sorted(known)) or " See `lm-eval ls tasks`."
+        raise UserError(f"unknown lm-eval task {unknown[0]!r}.{hint}")
     settings = {"limit": limit, "metadata": meta}
     label = variant.label if variant is not None else "none"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import inspect
 import math
 from collections.abc import Iterator, Mapping
@@ -20,8 +19,9 @@ from typing import Any
 import torch
 import transformers
 
+from . import checks
 from .errors import UserError
-from .spec import format_params
+from .spec import ROPE_KIND_NAMES, format_params
 
 __all__ = [
     "RopeSetting",
@@ -67,6 +67,7 @@ ROPE_KINDS: dict[str, dict[str, tuple[type, bool, Any, str]]] = {
         "attention_factor": (float, False, *_pos),
     },
 }
+assert tuple(ROPE_KINDS) == ROPE_KIND_NAMES, "spec.ROPE_KIND_NAMES must list the RoPE kinds defined here"
 _DEFAULTS = {"llama3": {"low_freq_factor": 1.0, "high_freq_factor": 4.0}}
 # Kinds whose transformers implementation reads the original length from `original_max_position_embeddings`;
 # for them max_position_embeddings becomes factor × original (as in released YaRN/Llama 3 configs).
@@ -82,8 +83,7 @@ class RopeSetting:
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in ROPE_KINDS:
-            close = difflib.get_close_matches(self.kind, ROPE_KINDS, n=2) if isinstance(self.kind, str) else []
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = checks.did_you_mean(self.kind, ROPE_KINDS)
             raise UserError(f"unknown RoPE kind {self.kind!r}.{hint} Known: {', '.join(ROPE_KINDS)}")
         if not isinstance(self.params, Mapping):
             raise UserError(f"{self.kind}: `params` must be a mapping, got {self.params!r}")
@@ -91,8 +91,7 @@ class RopeSetting:
         clean: dict[str, Any] = {}
         for key, value in self.params.items():
             if key not in spec:
-                close = difflib.get_close_matches(key, spec, n=2)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                hint = checks.did_you_mean(key, spec)
                 raise UserError(f"{self.kind}: unknown parameter {key!r}.{hint} Accepted: {', '.join(spec)}")
             typ, _, check, text = spec[key]
             clean[key] = _coerce(self.kind, key, value, typ)

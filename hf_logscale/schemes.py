@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import torch
 
 from . import checks
 from .errors import UserError
+from .spec import ROPE_KIND_NAMES
 
 __all__ = ["Scheme", "SCHEMES", "get_scheme", "scheme_names", "CustomScheme"]
 
@@ -32,7 +32,18 @@ SCHEMES: dict[str, type[Scheme]] = {}
 
 
 def register(cls: type[Scheme]) -> type[Scheme]:
-    SCHEMES[cls.name] = cls
+    """Add a scheme to the registry. Its name must be new and not a RoPE kind's (a variant part is read as the RoPE
+    kind first), and every parameter must be declared with ``_param`` (its range is what validates it)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or name in ROPE_KIND_NAMES or name in SCHEMES:
+        taken = "a RoPE kind" if name in ROPE_KIND_NAMES else "taken" if name in SCHEMES else "not a name"
+        raise UserError(f"cannot register scheme {name!r}: the name is {taken}; choose another")
+    bare = [f.name for f in cls.params() if "range" not in f.metadata]
+    if bare:
+        raise UserError(
+            f"scheme {name!r}: declare parameter {bare[0]!r} with _param(default, help, minimum=, maximum=)"
+        )
+    SCHEMES[name] = cls
     return cls
 
 
@@ -244,6 +255,5 @@ def get_scheme(name: str) -> type[Scheme]:
     try:
         return SCHEMES[name]
     except KeyError:
-        close = difflib.get_close_matches(name, SCHEMES, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = checks.did_you_mean(name, SCHEMES)
         raise UserError(f"unknown scheme {name!r}.{hint} Known schemes: {', '.join(SCHEMES)}") from None

@@ -8,7 +8,11 @@ from typing import Any
 
 from .errors import UserError
 
-__all__ = ["format_params", "parse_items", "parse_value"]
+__all__ = ["ROPE_KIND_NAMES", "format_params", "parse_items", "parse_value"]
+
+# The first word of a variant part names a RoPE kind or a scheme; these names belong to RoPE kinds (rope.py defines
+# each), so no scheme may take one.
+ROPE_KIND_NAMES = ("yarn", "dynamic", "linear", "llama3", "longrope")
 
 
 def parse_value(text: str, where: str) -> int | float | bool:

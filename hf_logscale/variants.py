@@ -28,11 +28,11 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field, replace
-from difflib import get_close_matches
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import checks
 from .config import LogScaleConfig, parse_layer_params
 from .errors import UserError
 from .rope import ROPE_KINDS, RopeSetting
@@ -148,9 +148,7 @@ def parse_variant(text: str) -> Variant:
                 raise UserError(f"variant {text!r}: only one scheme part is allowed")
             scale = _scale_from(name, params)
         else:
-            known = [*ROPE_KINDS, *SCHEMES]
-            close = get_close_matches(name, known, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = checks.did_you_mean(name, [*ROPE_KINDS, *SCHEMES])
             raise UserError(
                 f"unknown variant part {name!r}.{hint} RoPE kinds: {', '.join(ROPE_KINDS)}; "
                 f"schemes: {', '.join(SCHEMES)}; recipes: {', '.join('@' + r for r in recipe_names())}"

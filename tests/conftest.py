@@ -39,6 +39,7 @@ FAMILIES = {
     "mistral": ("MistralConfig", {"sliding_window": None}),
     "mistral_sw24": ("MistralConfig", {"sliding_window": 24}),
     "qwen2_sw24": ("Qwen2Config", {"use_sliding_window": True, "sliding_window": 24, "max_window_layers": 1}),
+    "ministral_sw24": ("MinistralConfig", {"sliding_window": 24, "head_dim": 16}),
 }
 IMPLS = ["eager", "sdpa"]
 

@@ -93,7 +93,7 @@ def test_cli_writes_results(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--tasks", "logscale_pasky"], "unknown lm-eval task 'logscale_pasky'; did you mean logscale_passkey"),
+        (["--tasks", "logscale_pasky"], "unknown lm-eval task 'logscale_pasky'. Did you mean logscale_passkey"),
         (["--tasks", "logscale_ppl", "--model-args", "no_such_arg=1"], "bad --model-args"),
         (["--tasks", "logscale_ppl", "--model-args", "oops"], "--model-args: expected key=value"),
         (["--tasks", "logscale_ppl", "--metadata", "{trials: 3}"], "--metadata must be a JSON object"),

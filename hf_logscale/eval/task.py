@@ -10,11 +10,11 @@ prints, the tables and plain sentences of the report, and its figures (declared 
 from __future__ import annotations
 
 import abc
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .. import checks
 from ..errors import UserError
 from ..tables import Table
 
@@ -122,6 +122,5 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, TASKS, n=2)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = checks.did_you_mean(name, TASKS)
         raise UserError(f"unknown task {name!r}.{hint} Tasks: {', '.join(TASKS)}") from None

@@ -1,0 +1,102 @@
+"""Guards: a registered scheme, task or family left out of the generic test matrices fails here, and so does a
+scheme the registry should refuse (a RoPE kind's name, a parameter without a declared range)."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+import transformers
+import yaml
+from conftest import FAMILIES as TINY
+from test_patching import SCHEMES as PATCHING_SCHEMES
+from test_zoo import CONFIGS
+
+import hf_logscale as hls
+from hf_logscale.eval import TASKS
+from hf_logscale.patching.families import FAMILIES
+from hf_logscale.schemes import Scheme, _param, register
+from hf_logscale.spec import ROPE_KIND_NAMES
+
+EVAL_TASKS = Path(__file__).resolve().parents[1] / "eval_tasks"
+
+
+def test_every_scheme_is_in_the_family_by_backend_matrix():
+    missing = set(hls.SCHEMES) - set(PATCHING_SCHEMES)
+    assert not missing, f"add {sorted(missing)} to tests/test_patching.py SCHEMES (parameters that bite by n = 48)"
+
+
+def test_every_family_is_in_the_zoo_or_the_tiny_matrix():
+    zoo = {json.loads(p.read_text())["model_type"] for p in CONFIGS.glob("*.json")}
+    tiny = {getattr(transformers, cls)().model_type for cls, _ in TINY.values()}
+    built = {"ministral3"}  # no verbatim published config found: tests/test_zoo.py builds it from defaults
+    missing = set(FAMILIES) - zoo - tiny - built
+    assert not missing, f"add {sorted(missing)} to tests/conftest.py FAMILIES or a published config to the zoo"
+
+
+class _Tags(yaml.SafeLoader):
+    pass
+
+
+_Tags.add_multi_constructor("!", lambda loader, suffix, node: suffix)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_has_its_lm_eval_twin_and_they_agree(name):
+    path = EVAL_TASKS / f"logscale_{name}.yaml"
+    assert path.is_file(), f"write {path.name} (the lm-eval twin of the {name} task)"
+    spec = yaml.load(path.read_text(), Loader=_Tags)
+    assert spec["task"] == f"logscale_{name}"
+    task = TASKS[name]
+    headline = next(m for m in task.metrics if m.name == task.headline)
+    for entry in spec["metric_list"]:  # per-length columns score the headline metric
+        assert entry["higher_is_better"] == headline.higher_is_better, (path.name, entry["metric"])
+
+
+def test_register_refuses_a_rope_kind_name_and_undeclared_parameters():
+    for taken in ROPE_KIND_NAMES[:2]:
+
+        @dataclass(frozen=True)
+        class Clash(Scheme):
+            name: ClassVar[str] = taken
+            formula: ClassVar[str] = "1"
+            origin: ClassVar[str] = "test"
+
+            def __call__(self, n):
+                return torch.ones_like(n)
+
+        with pytest.raises(ValueError, match=f"cannot register scheme '{taken}': the name is a RoPE kind"):
+            register(Clash)
+
+    @dataclass(frozen=True)
+    class Bare(Scheme):
+        name: ClassVar[str] = "bare-test"
+        formula: ClassVar[str] = "1"
+        origin: ClassVar[str] = "test"
+        k: float = 1.0
+
+        def __call__(self, n):
+            return torch.ones_like(n)
+
+    with pytest.raises(ValueError, match="declare parameter 'k' with _param"):
+        register(Bare)
+    assert "bare-test" not in hls.SCHEMES
+
+
+def test_a_declared_range_validates_without_code():
+    @dataclass(frozen=True)
+    class Ranged(Scheme):
+        name: ClassVar[str] = "ranged-test"
+        formula: ClassVar[str] = "k"
+        origin: ClassVar[str] = "test"
+        uses_train_len: ClassVar[bool] = False
+        k: float = _param(1.0, "a constant", minimum=0.5, maximum=2.0)
+
+        def __call__(self, n):
+            return torch.full_like(n, self.k)
+
+    with pytest.raises(ValueError, match=r"ranged-test: `k` must be a finite number ≥ 0.5 and ≤ 2, got 3"):
+        Ranged(k=3)
+    assert Ranged(k=1.5).k == 1.5
