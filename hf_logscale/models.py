@@ -116,11 +116,28 @@ def _read_adapter(model_id: str, revision: str | None) -> dict[str, Any] | None:
     for key in ("revision", "base_model_type", "train_len_source"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise UserError(f"{local}: `{key}` must be text, got {data[key]!r}")
+    _check_saved_version(data.get("hf_logscale_version"), str(local))
     try:
         Variant.from_dict(data["variant"])
     except ValueError as err:
         raise UserError(f"{local}: `variant`: {err}") from None
     return data
+
+
+def _check_saved_version(saved: Any, where: str) -> None:
+    """Warn when a patch was saved by a newer hf-logscale: what it added is not read by this one."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        newer = saved is not None and Version(str(saved)) > Version(__version__)
+    except InvalidVersion:
+        newer = False
+    if newer:
+        warnings.warn(
+            f"{where} was saved by hf-logscale {saved}, newer than this {__version__}: anything that version added is "
+            "not applied; upgrade with `pip install -U hf-logscale`",
+            stacklevel=4,
+        )
 
 
 def _has_weights(folder: Path) -> bool:
@@ -358,6 +375,7 @@ def _check_weights(model_id: str, net: torch.nn.Module, info: dict[str, Any]) ->
 
 def _restore_from_config(net: torch.nn.Module, entry: dict[str, Any]) -> None:
     """A ``save_pretrained`` of a patched model: its config already carries the RoPE change; re-apply the rest."""
+    _check_saved_version(entry.get("hf_logscale_version"), "the model config's logscale entry")
     saved = Variant.from_dict(entry["variant"])
     rope_base = entry.get("rope_base") or {}
     delattr(net.config, CONFIG_KEY)

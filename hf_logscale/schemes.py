@@ -26,7 +26,7 @@ from . import checks
 from .errors import UserError
 from .spec import ROPE_KIND_NAMES
 
-__all__ = ["Scheme", "SCHEMES", "get_scheme", "scheme_names", "CustomScheme"]
+__all__ = ["Scheme", "SCHEMES", "get_scheme", "CustomScheme"]
 
 SCHEMES: dict[str, type[Scheme]] = {}
 
@@ -244,10 +244,6 @@ class CustomScheme(Scheme):
 
     def to_dict(self) -> dict[str, Any]:
         return {"scheme": "custom", "callable": getattr(self.fn, "__qualname__", repr(self.fn))}
-
-
-def scheme_names() -> list[str]:
-    return list(SCHEMES)
 
 
 def get_scheme(name: str) -> type[Scheme]:

@@ -125,3 +125,15 @@ def test_saving_needs_a_patch_and_a_base(tmp_path):
     with pytest.raises(ValueError, match="cannot be serialised"):
         hls.patch(model, hls.LogScaleConfig(scheme=lambda n: torch.ones_like(n)))
         hls.save_patched(model, tmp_path / "y", merge=True)
+
+
+def test_a_patch_saved_by_a_newer_version_is_announced(tmp_path):
+    model, tok = hls.load()
+    hls.patch(model, "logn")
+    hls.save_patched(model, tmp_path / "p")
+    data = json.loads((tmp_path / "p" / "logscale_config.json").read_text())
+    assert data["hf_logscale_version"] == hls.__version__  # written, and read on load:
+    data["hf_logscale_version"] = "99.0"
+    (tmp_path / "p" / "logscale_config.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"saved by hf-logscale 99.0, newer than this"):
+        hls.load(tmp_path / "p")

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import transformers
 
 from .._version import __version__
 from ..config import LogScaleConfig
@@ -25,7 +24,6 @@ __all__ = ["patch", "unpatch", "patched", "is_patched", "patch_state", "PatchSta
 
 MODEL_ATTR = "_hf_logscale"
 CONFIG_KEY = "logscale"  # the entry in model.config (and config.json after save_pretrained)
-_MIN_TRANSFORMERS = (4, 57)
 
 
 @dataclass
@@ -60,15 +58,6 @@ class PatchState:
         }
 
 
-def _check_transformers() -> None:
-    version = tuple(int(x) for x in transformers.__version__.split(".")[:2])
-    if version < _MIN_TRANSFORMERS:
-        raise UserError(
-            f"hf-logscale needs transformers ≥ 4.57, found {transformers.__version__}; "
-            "upgrade with `pip install -U transformers`"
-        )
-
-
 def is_patched(model: torch.nn.Module) -> bool:
     return getattr(model, MODEL_ATTR, None) is not None
 
@@ -91,7 +80,6 @@ def patch(
     ``_saved`` (internal, used by ``load``) carries what a saved patch resolved: ``train_len_source`` and, when
     the saved config already holds the RoPE change, ``rope_base`` and ``base_max_position_embeddings``.
     """
-    _check_transformers()
     variant = as_variant(cfg)
     if layers is not None:
         variant = replace(variant, scale=replace(variant.scale, layers=tuple(layers)))
