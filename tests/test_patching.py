@@ -301,3 +301,13 @@ def test_per_layer_parameters_apply_save_and_reload(family, tmp_path):
     hls.save_patched(model, tmp_path / "patched")
     loaded, _ = hls.load(tmp_path / "patched")
     assert torch.equal(loaded(x).logits, got)
+
+
+@torch.no_grad()
+def test_scales_are_computed_once_per_forward_for_all_layers():
+    """Layers with equal schemes share one entry of the scale cache (it is keyed by the scheme's value)."""
+    model = make_model("llama", num_hidden_layers=4)
+    hls.patch(model, cfg("critical"))
+    model(ids())
+    state = hls.patching.patch_state(model)
+    assert len(state.scale._cache) == 1

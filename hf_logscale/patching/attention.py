@@ -60,7 +60,7 @@ class ScaleState:
         if position_ids is None:
             # Callers always pass position_ids through the decoder layers; without them assume no padding.
             position_ids = torch.arange(kv_len - q_len, kv_len, device=device)[None]
-        key = (id(scheme), window, dtype, device)
+        key = (scheme, window, dtype, device)  # by value: every layer has its own equal scheme object
         hit = self._cache.get(key)
         version = _version(position_ids)
         if hit is not None and hit[0] is position_ids and hit[1] == version:
