@@ -15,8 +15,8 @@ from typing import Any
 
 from .distributed import current
 from .errors import UserError
-from .eval.run import EvalSpec, Progress, applied_label, run_eval
-from .patching import patched
+from .eval.run import EvalSpec, Progress, run_eval
+from .patching import applied_label, patched
 from .report import make_figures, write_report
 from .results import ResultStore
 from .variants import Variant, parse_variant

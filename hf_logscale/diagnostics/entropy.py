@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..patching import patch_state, patched
+from ..patching import applied, patch_state
 from ..patching.families import layer_window
 
 __all__ = ["BLOCK_ELEMENTS", "attention_entropy", "row_entropy"]
@@ -46,14 +46,15 @@ def row_entropy(query: torch.Tensor, key: torch.Tensor, scaling: float, window: 
 @torch.no_grad()
 def attention_entropy(model: Any, input_ids: torch.Tensor, variant: Any = "none") -> torch.Tensor:
     """Entropy [layers, heads, T] of every attention row for one forward of ``input_ids`` [B, T] (mean over the
-    batch) under ``variant`` (default: the model as it is — patched with the identity, which is bit-identical)."""
+    batch) under ``variant`` (default ``none``: the model as loaded, its saved patch included; an unpatched model
+    gets the identity scheme, which is bit-identical, so that its queries can be observed)."""
     rows: dict[int, torch.Tensor] = {}
 
     def observe(layer: int, module, query, key, kwargs) -> None:
         scaling = kwargs.get("scaling", getattr(module, "scaling", query.shape[-1] ** -0.5))
         rows[layer] = row_entropy(query, key, scaling, layer_window(module)).mean(0).cpu()
 
-    with patched(model, variant):
+    with applied(model, variant, wrapper=True):
         state = patch_state(model).scale
         state.observer = observe
         try:

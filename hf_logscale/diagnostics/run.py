@@ -12,7 +12,7 @@ import torch
 
 from ..errors import UserError
 from ..eval.perplexity import perplexity_windows, tokenize_documents
-from ..patching import patched
+from ..patching import applied, applied_label
 from ..results import write_atomic
 from ..tables import Table
 from ..variants import Variant
@@ -78,11 +78,11 @@ def run_diagnose(
     longest = token_windows(tokenizer, texts, max(lengths), windows)
     by_length = {n: token_windows(tokenizer, texts, n, windows) for n in lengths}
     for v in variants:
-        label = v.label
+        label = applied_label(model, v)  # none: the model as loaded, its saved patch included
         ent = torch.stack([attention_entropy(model, w, v) for w in longest]).mean(0)
         result["entropy"][label] = ent.tolist()
         result["collapse"][label], result["gradients"][label] = {}, {}
-        with patched(model, v):
+        with applied(model, v):
             for n, ws in by_length.items():
                 stats = [collapse(model, w) for w in ws]
                 result["collapse"][label][str(n)] = {

@@ -15,7 +15,7 @@ from .. import checks
 from ..distributed import current
 from ..errors import UserError
 from ..models import train_length
-from ..patching import patch_state, patched
+from ..patching import applied, applied_label
 from ..results import ResultStore, cell_id, versions
 from ..variants import Variant
 from . import tasks as _tasks  # noqa: F401  (registers the tasks)
@@ -218,7 +218,7 @@ def run_eval(
 ) -> list[dict[str, Any]]:
     """``evaluate`` under ``variant`` (applied for the run, removed after; ``none`` runs the model as it is, and
     its records carry the patch the model came with, if any, e.g. a saved patched folder)."""
-    if variant.spec == "none":
+    with applied(model, variant):
         return evaluate(
             model,
             tokenizer,
@@ -229,23 +229,6 @@ def run_eval(
             batch_size=batch_size,
             progress=progress,
         )
-    with patched(model, variant):
-        return evaluate(
-            model,
-            tokenizer,
-            spec,
-            store,
-            model_name=model_name,
-            variant=variant.label,
-            batch_size=batch_size,
-            progress=progress,
-        )
-
-
-def applied_label(model: Any, variant: Variant) -> str:
-    """The label of what a cell runs: ``variant``, or for ``none`` the patch the model was loaded with (if any)."""
-    state = patch_state(model) if variant.spec == "none" else None
-    return state.variant.label if state is not None else variant.label
 
 
 def _require_finite(label: str, metrics: dict[str, Any]) -> None:

@@ -1,5 +1,15 @@
 """The injection: attention-function wrapper, install/remove, per-family facts, summary and verification."""
 
-from .install import CONFIG_KEY, PatchState, is_patched, patch, patch_state, patched, unpatch
+from .install import CONFIG_KEY, PatchState, applied, applied_label, is_patched, patch, patch_state, patched, unpatch
 
-__all__ = ["CONFIG_KEY", "PatchState", "is_patched", "patch", "patch_state", "patched", "unpatch"]
+__all__ = [
+    "CONFIG_KEY",
+    "PatchState",
+    "applied",
+    "applied_label",
+    "is_patched",
+    "patch",
+    "patch_state",
+    "patched",
+    "unpatch",
+]

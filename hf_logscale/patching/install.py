@@ -20,7 +20,17 @@ from ..variants import Variant, as_variant
 from .attention import LAYER_ATTR, PREFIX, LayerScale, ScaleState, is_flash, register_backend
 from .families import attention_layers, family_of, layer_window
 
-__all__ = ["patch", "unpatch", "patched", "is_patched", "patch_state", "PatchState", "CONFIG_KEY"]
+__all__ = [
+    "applied",
+    "applied_label",
+    "patch",
+    "unpatch",
+    "patched",
+    "is_patched",
+    "patch_state",
+    "PatchState",
+    "CONFIG_KEY",
+]
 
 MODEL_ATTR = "_hf_logscale"
 CONFIG_KEY = "logscale"  # the entry in model.config (and config.json after save_pretrained)
@@ -219,6 +229,28 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
     if model.config._attn_implementation.startswith(PREFIX):
         raise RuntimeError("unpatch failed to restore the attention implementation")
     return model
+
+
+def applied_label(model: torch.nn.Module, variant: Variant | LogScaleConfig | str) -> str:
+    """The label of what ``applied(model, variant)`` runs: ``variant``, or for ``none`` the saved patch (if any)."""
+    v = as_variant(variant)
+    state = patch_state(model) if v.spec == "none" else None
+    return state.variant.label if state is not None else v.label
+
+
+@contextlib.contextmanager
+def applied(
+    model: torch.nn.Module, variant: Variant | LogScaleConfig | str, *, wrapper: bool = False
+) -> Iterator[torch.nn.Module]:
+    """``variant`` for the block, where ``none`` means the model as loaded (its saved patch, if it has one) in every
+    command: evaluation, compare, diagnostics. ``wrapper``: the block needs the attention wrapper (to observe
+    queries), so an unpatched model gets the identity scheme, which is bit-identical."""
+    v = as_variant(variant)
+    if v.spec == "none" and (is_patched(model) or not wrapper):
+        yield model
+        return
+    with patched(model, v):
+        yield model
 
 
 @contextlib.contextmanager
