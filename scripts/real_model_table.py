@@ -4,8 +4,9 @@ and the README block between ``<!-- real-model:begin -->`` and ``<!-- real-model
 Per variant: perplexity over the first n tokens of each of the three books at n = L and 2 L (pooled over tokens),
 the perplexity of the tokens beyond L alone (positions L+1 … 2L, from the per-position curve), the per-book
 perplexities at 2 L and in how many books the variant beats the unscaled model there; passkey accuracy (greedy
-answer) and the mean teacher-forced log-probability of the key over the prompts, at L and 2 L. A variant counts as
-better than ``none`` only if it is lower in every book (three books: no interval is claimed).
+answer) and the mean teacher-forced log-probability of the key over the prompts, at L and 2 L. A variant is compared
+book by book with its base — the same RoPE setting without the scheme (``none`` for the rest) — and counts as
+better only if it is lower in every book (three books: no interval is claimed).
 
 Usage: python scripts/real_model_table.py [--records docs/real-model] [--readme README.md]
 """
@@ -63,10 +64,12 @@ def main() -> None:
     for r in keys:
         if r["status"] == "ok":
             pk[(r["variant"], r["length"])][r["metric"]].append(r["value"])
-    base_docs = doc_ppl(cell[("none", long)]) if ("none", long) in cell else {}
+    def base(v: str) -> str:  # what a variant adds to: its RoPE part for a scheme on new frequencies, else none
+        return v.split("+")[0] if "+" in v else "none"
+
     head = (
         "| variant | " + " | ".join(f"ppl {n}" for n in lengths) + f" | ppl beyond L ({L + 1}–{long}) | "
-        f"per book at {long} | < none in | passkey acc {'/'.join(map(str, lengths))} | key log p "
+        f"per book at {long} | lower than its base in | passkey acc {'/'.join(map(str, lengths))} | key log p "
         f"{'/'.join(map(str, lengths))} |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -76,9 +79,14 @@ def main() -> None:
         if (v, long) in cell:
             docs = doc_ppl(cell[(v, long)])
             row.append(f"{beyond(cell[(v, long)]):.2f}")
-            row.append(" / ".join(f"{docs[i]:.1f}" for i in sorted(docs)))
-            wins = sum(docs[i] < base_docs[i] for i in docs) if v != "none" and base_docs else None
-            row.append("—" if wins is None else f"{wins} of {len(docs)}")
+            row.append(" / ".join(f"{docs[i]:.2f}" for i in sorted(docs)))
+            ref = cell.get((base(v), long))
+            if v == "none" or ref is None:
+                row.append("—")
+            else:
+                theirs = doc_ppl(ref)
+                wins = sum(docs[i] < theirs[i] for i in docs)
+                row.append(f"{wins} of {len(docs)} (`{_short(base(v))}`)")
         else:
             row += ["—", "—", "—"]
         for metric, fmt in (("accuracy", "{:.2f}"), ("tf_logprob", "{:.1f}")):
