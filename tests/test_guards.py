@@ -100,3 +100,12 @@ def test_a_declared_range_validates_without_code():
     with pytest.raises(ValueError, match=r"ranged-test: `k` must be a finite number ≥ 0.5 and ≤ 2, got 3"):
         Ranged(k=3)
     assert Ranged(k=1.5).k == 1.5
+
+
+def test_every_task_has_an_eval_command_with_its_settings():
+    from hf_logscale.cli.evaluate import _SETTINGS, COMMANDS
+
+    assert set(COMMANDS) == set(TASKS), "add the task to hf_logscale/cli/evaluate.py COMMANDS"
+    for name, task in TASKS.items():
+        wanted = ({"depths"} if task.uses_depths else set()) | {f for f in task.settings_fields if f in _SETTINGS}
+        assert set(COMMANDS[name][2]) == wanted, name

@@ -29,6 +29,7 @@ from .options import (
     SplitOpt,
     StrideOpt,
     TrialsOpt,
+    check_stride,
     parse_batch_size,
 )
 from .options import variants as parse_variants
@@ -77,8 +78,7 @@ def compare(
     if not task_list:
         raise UserError("--tasks is empty; give e.g. ppl,passkey")
     length_parts(lengths)  # the form now; the values need L, known once the model is loaded
-    if stride is not None and mode is not Mode.sliding:
-        raise UserError("--stride goes with --mode sliding")
+    check_stride(mode, stride)
     chosen = parse_variants(variants) if variants is not None else None  # checked before the (slow) model load
     size = parse_batch_size(batch_size)
     retrieval = dict(depths=parse_depths(depths), trials=trials, seed=seed)

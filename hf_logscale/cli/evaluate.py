@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ..errors import UserError
 from .common import load_model, results_store
 from .options import (
     AttnOpt,
@@ -29,6 +31,7 @@ from .options import (
     StrideOpt,
     TrialsOpt,
     VariantOpt,
+    check_stride,
     parse_batch_size,
 )
 from .render import Progress, err, out, print_table
@@ -38,80 +41,71 @@ app = typer.Typer(
 )
 
 
-@app.command("ppl")
-def eval_ppl(
-    model: ModelOpt = None,
-    variant: VariantOpt = None,
-    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
-    dataset: DatasetOpt = "sample",
-    field: FieldOpt = None,
-    split: SplitOpt = None,
-    mode: ModeOpt = Mode.truncate,
-    stride: StrideOpt = None,
-    max_documents: MaxDocumentsOpt = None,
-    batch_size: BatchOpt = "auto",
-    dtype: DTypeOpt = DType.auto,
-    device: DeviceOpt = None,
-    attn: AttnOpt = None,
-    out_dir: OutOpt = Path("results"),
-) -> None:
-    """Perplexity, NLL and bits per byte at each length, with a per-position loss curve.
+# EvalSpec field -> the option it comes from (annotation, default)
+_SETTINGS: dict[str, tuple[Any, Any]] = {
+    "depths": (DepthsOpt, "0,0.25,0.5,0.75,1"),
+    "trials": (TrialsOpt, 10),
+    "seed": (SeedOpt, 0),
+    "dataset": (DatasetOpt, "sample"),
+    "field": (FieldOpt, None),
+    "split": (SplitOpt, None),
+    "mode": (ModeOpt, Mode.truncate),
+    "stride": (StrideOpt, None),
+    "max_documents": (MaxDocumentsOpt, None),
+}
 
-    Example: hf-logscale eval ppl --lengths 1x,2x,4x,8x,16x  (add --model M --variant yarn:factor=4)
-    """
-    if stride is not None and mode is not Mode.sliding:
-        raise UserError("--stride goes with --mode sliding")
-    settings = dict(
-        dataset=dataset, field=field, split=split, mode=mode.value, stride=stride, max_documents=max_documents
+# `eval <task>`: help, example and the settings it takes, in help order. Kept here so that `--help` imports no task
+# (they import torch); tests/test_guards.py checks them against the registered tasks' own settings.
+COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "ppl": (
+        "Perplexity, NLL and bits per byte at each length, with a per-position loss curve.",
+        "hf-logscale eval ppl --lengths 1x,2x,4x,8x,16x  (add --model M --variant yarn:factor=4)",
+        ("dataset", "field", "split", "mode", "stride", "max_documents"),
+    ),
+    "passkey": (
+        "Passkey retrieval (YaRN's template) over lengths × depths: generation accuracy and teacher-forced scores.",
+        "hf-logscale eval passkey --lengths 1x,2x,4x --trials 20",
+        ("depths", "trials", "seed"),
+    ),
+    "needle": (
+        "Needle in a haystack: a key sentence at a sentence boundary of real text, exact-match scoring.",
+        "hf-logscale eval needle --lengths 1x,4x --dataset pg19",
+        ("depths", "trials", "seed", "dataset", "field", "split"),
+    ),
+}
+
+
+def _command(task: str, doc: str, example: str, fields: tuple[str, ...]) -> Callable[..., None]:
+    """The ``eval <task>`` command: model, variant and lengths, the task's settings, then placement and output."""
+
+    def command(**kw: Any) -> None:
+        check_stride(kw.get("mode"), kw.get("stride"))
+        settings = {f: kw[f].value if isinstance(kw[f], Enum) else kw[f] for f in fields if f != "depths"}
+        placement = (kw["batch_size"], kw["dtype"], kw["device"], kw["attn"], kw["out_dir"])
+        _evaluate(task, kw["model"], kw["variant"], kw["lengths"], kw.get("depths"), settings, *placement)
+
+    options = [
+        ("model", ModelOpt, None),
+        ("variant", VariantOpt, None),
+        ("lengths", LengthsOpt, "1x,2x,4x,8x,16x"),
+        *((f, *_SETTINGS[f]) for f in fields),
+        ("batch_size", BatchOpt, "auto"),
+        ("dtype", DTypeOpt, DType.auto),
+        ("device", DeviceOpt, None),
+        ("attn", AttnOpt, None),
+        ("out_dir", OutOpt, Path("results")),
+    ]
+    kind = inspect.Parameter.KEYWORD_ONLY
+    command.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, kind, annotation=a, default=d) for n, a, d in options]
     )
-    _evaluate("ppl", model, variant, lengths, None, settings, batch_size, dtype, device, attn, out_dir)
+    command.__doc__ = f"{doc}\n\n    Example: {example}\n    "
+    command.__name__ = f"eval_{task}"
+    return command
 
 
-@app.command("passkey")
-def eval_passkey(
-    model: ModelOpt = None,
-    variant: VariantOpt = None,
-    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
-    depths: DepthsOpt = "0,0.25,0.5,0.75,1",
-    trials: TrialsOpt = 10,
-    seed: SeedOpt = 0,
-    batch_size: BatchOpt = "auto",
-    dtype: DTypeOpt = DType.auto,
-    device: DeviceOpt = None,
-    attn: AttnOpt = None,
-    out_dir: OutOpt = Path("results"),
-) -> None:
-    """Passkey retrieval (YaRN's template) over lengths × depths: generation accuracy and teacher-forced scores.
-
-    Example: hf-logscale eval passkey --lengths 1x,2x,4x --trials 20
-    """
-    settings = dict(trials=trials, seed=seed)
-    _evaluate("passkey", model, variant, lengths, depths, settings, batch_size, dtype, device, attn, out_dir)
-
-
-@app.command("needle")
-def eval_needle(
-    model: ModelOpt = None,
-    variant: VariantOpt = None,
-    lengths: LengthsOpt = "1x,2x,4x,8x,16x",
-    depths: DepthsOpt = "0,0.25,0.5,0.75,1",
-    trials: TrialsOpt = 10,
-    seed: SeedOpt = 0,
-    dataset: DatasetOpt = "sample",
-    field: FieldOpt = None,
-    split: SplitOpt = None,
-    batch_size: BatchOpt = "auto",
-    dtype: DTypeOpt = DType.auto,
-    device: DeviceOpt = None,
-    attn: AttnOpt = None,
-    out_dir: OutOpt = Path("results"),
-) -> None:
-    """Needle in a haystack: a key sentence at a sentence boundary of real text, exact-match scoring.
-
-    Example: hf-logscale eval needle --lengths 1x,4x --dataset pg19
-    """
-    settings = dict(trials=trials, seed=seed, dataset=dataset, field=field, split=split)
-    _evaluate("needle", model, variant, lengths, depths, settings, batch_size, dtype, device, attn, out_dir)
+for _name, (_doc, _example, _fields) in COMMANDS.items():
+    app.command(_name)(_command(_name, _doc, _example, _fields))
 
 
 def _evaluate(

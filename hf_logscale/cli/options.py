@@ -31,6 +31,7 @@ __all__ = [
     "StrideOpt",
     "TrialsOpt",
     "VariantOpt",
+    "check_stride",
     "parse_batch_size",
     "parse_layers",
     "variants",
@@ -101,6 +102,12 @@ BatchOpt = Annotated[
     str, typer.Option(help="Windows/prompts per forward pass, or auto (about 32k tokens); halves on out-of-memory.")
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Results folder: results.jsonl (resumable) and summary.csv.")]
+
+
+def check_stride(mode: Mode | None, stride: int | None) -> None:
+    """``--stride`` only means something for sliding windows."""
+    if stride is not None and mode is not Mode.sliding:
+        raise UserError("--stride goes with --mode sliding")
 
 
 def parse_batch_size(text: str) -> int | str:
