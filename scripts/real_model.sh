@@ -5,9 +5,9 @@
 # with attention factor 1 plus critical τ = 0, 0.5, 1, 2, and Qwen-7B's dynamic NTK + logn.
 # Two folders, both resumable (run the same command again after an interruption):
 #   docs/real-model/ppl      perplexity, truncate mode (every token of the first n tokens of each book)
-#   docs/real-model/passkey  passkey retrieval, depths 0.25/0.5/0.75, one key each (3 prompts per cell)
+#   docs/real-model/passkey  passkey retrieval, one key at each of depths 0.25, 0.5, 0.75 per (variant, length)
 # then the README table (scripts/real_model_table.py). Needs `hf-logscale fetch smollm2-135m` once.
-# Usage: bash scripts/real_model.sh   (about 5 h on 2 CPU cores)
+# Usage: bash scripts/real_model.sh   (about 1 h 40 min on 2 CPU cores, alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HLS=${HLS:-.venv/bin/hf-logscale}
