@@ -16,8 +16,6 @@ from .spec import format_params, parse_value
 
 __all__ = ["LogScaleConfig", "format_layer_params", "parse_layer_params", "scale_factors"]
 
-_PLACEHOLDER_L = 4096  # used only to validate parameters before the model's own L is known
-
 
 @dataclass(frozen=True, init=False)
 class LogScaleConfig:
@@ -80,9 +78,9 @@ class LogScaleConfig:
                     hint = checks.did_you_mean(key, known)
                     raise UserError(f"{self.scheme}: unknown parameter {key!r}.{hint} Accepted: {accepted}")
             self._check_layer_params(known)
-            # Validate values now, with the real L if given: errors surface at construction, not at patch time.
+            # Values checked now against the scheme's declared ranges: errors surface at construction.
             for layer in (None, *self.layer_params):
-                self.build(self.train_len if self.train_len is not None else _PLACEHOLDER_L, layer=layer)
+                cls.check({**self.params, **self.layer_params.get(layer, {}), "train_len": self.train_len})
         object.__setattr__(self, "params", dict(self.params))
         if self.layers is not None and not callable(self.layers):
             if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):

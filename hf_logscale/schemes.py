@@ -82,18 +82,27 @@ class Scheme(abc.ABC):
     )
 
     def __post_init__(self) -> None:
-        """Every parameter checked against the range its field declares (one rule for all schemes)."""
-        for f in self.params():
-            meta, value = f.metadata, getattr(self, f.name)
-            if value is None and not meta["required"] and f.name != "train_len":
+        for name, value in self.check({f.name: getattr(self, f.name) for f in self.params()}).items():
+            object.__setattr__(self, name, value)  # 8192.0 from a spec or recipe becomes 8192
+
+    @classmethod
+    def check(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` (defaults filled in for the parameters not given) checked against the ranges the fields
+        declare — one rule for all schemes, usable without building one; returns them normalised."""
+        out = {}
+        for f in cls.params():
+            meta = f.metadata
+            value = values.get(f.name, f.default)
+            if value is None and not meta["required"]:  # train_len: resolved from the model when patching
+                out[f.name] = value
                 continue
             check = checks.integer if meta["integer"] else checks.number
             try:
-                value = check(f.name, value, minimum=meta["min"], maximum=meta["max"])
+                out[f.name] = check(f.name, value, minimum=meta["min"], maximum=meta["max"])
             except ValueError as err:
                 required = " (required, e.g. yarn-temp:f=4)" if meta["required"] and value is None else ""
-                raise UserError(f"{self.name}: {err}{required}") from None
-            object.__setattr__(self, f.name, value)  # 8192.0 from a spec or recipe becomes 8192
+                raise UserError(f"{cls.name}: {err}{required}") from None
+        return out
 
     @classmethod
     def params(cls) -> list[dataclasses.Field]:

@@ -51,7 +51,7 @@ def test_train_len_in_spec():
         ("yarn:factor=2+linear:factor=2+logn", "at most one RoPE part and one scheme part"),
         ("critical:tau", "expected key=value"),
         ("critical:tau=abc", "is not a number"),
-        ("critical:tau=-1", "`tau` must be ≥ 0"),
+        ("critical:tau=-1", "`tau` must be a finite number ≥ 0 and ≤ 100"),
         ("@nope", "unknown recipe 'nope'; shipped recipes: critical"),
         ("longrope:short_factor=1", "must be a list of numbers"),
     ],
@@ -79,7 +79,10 @@ def test_shipped_recipes_load_by_name():
     [
         ('scheme = "logn"\n', r"bad\.toml: unknown field\(s\) scheme"),
         ('[scale]\nscheme = "logn"\ntau = 2\n', r"bad\.toml: \[scale\]: unknown field\(s\) tau"),
-        ('[scale]\nscheme = "critical"\ntau = -2\n', r"bad\.toml: critical: `tau` must be ≥ 0"),
+        (
+            '[scale]\nscheme = "critical"\ntau = -2\n',
+            r"bad\.toml: critical: `tau` must be a finite number ≥ 0 and ≤ 100",
+        ),
         ("[rope]\nfactor = 4\n", r"bad\.toml: \[rope\]\.kind is required"),
         ('[scale]\nscheme = "lgn"\n', r"bad\.toml: \[scale\]\.scheme: unknown scheme 'lgn'"),
         ("[scale\n", r"bad\.toml: not valid TOML"),
