@@ -1,7 +1,7 @@
 """Patch-then-evaluate matrices: variants × tasks × lengths on one loaded model.
 
 Each variant is applied to the same model object and removed after (``patched``: RoPE changes rebuild only the
-rotary modules; removal restores the model bit-identically); ``none`` runs the model unpatched. Every cell goes
+rotary modules; removal restores the model bit-identically), once for all its tasks; ``none`` runs the model as loaded. Every cell goes
 through ``eval.evaluate`` into one result store, so an interrupted matrix resumes where it stopped.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from .distributed import current
 from .errors import UserError
-from .eval.run import EvalSpec, Progress, run_eval
-from .patching import applied_label, patched
+from .eval.run import EvalSpec, Progress, evaluate
+from .patching import applied, applied_label, patched
 from .report import make_figures, write_report
 from .results import ResultStore
 from .variants import Variant, parse_variant
@@ -83,13 +83,21 @@ def run_compare(
             with patched(model, v):
                 pass
     records: list[dict[str, Any]] = []
-    for v in variants:
+    for v, label in zip(variants, labels, strict=True):
         if log:
-            log(f"variant {v.label}")
-        for spec in specs:
-            records += run_eval(
-                model, tokenizer, v, spec, store, model_name=model_name, batch_size=batch_size, progress=progress
-            )
+            log(f"variant {label}")
+        with applied(model, v):  # patched once per variant, for all its tasks
+            for spec in specs:
+                records += evaluate(
+                    model,
+                    tokenizer,
+                    spec,
+                    store,
+                    model_name=model_name,
+                    variant=label,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
     return CompareResult(labels, records)
 
 
