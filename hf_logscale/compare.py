@@ -1,8 +1,9 @@
 """Patch-then-evaluate matrices: variants × tasks × lengths on one loaded model.
 
-Each variant is applied to the same model object and removed after (``patched``: RoPE changes rebuild only the
-rotary modules; removal restores the model bit-identically), once for all its tasks; ``none`` runs the model as loaded. Every cell goes
-through ``eval.evaluate`` into one result store, so an interrupted matrix resumes where it stopped.
+Each variant is applied to the same model object once for all its tasks and removed after (``patched``: RoPE
+changes rebuild only the rotary modules; removal restores the model bit-identically); ``none`` runs the model as
+loaded. Every cell goes through ``eval.evaluate`` into one result store, so an interrupted matrix resumes where it
+stopped.
 """
 
 from __future__ import annotations
