@@ -1,9 +1,12 @@
 """Patch-then-evaluate matrices: variants × tasks × lengths on one loaded model.
 
-Each variant is applied to the same model object once for all its tasks and removed after (``patched``: RoPE
-changes rebuild only the rotary modules; removal restores the model bit-identically); ``none`` runs the model as
-loaded. Every cell goes through ``eval.evaluate`` into one result store, so an interrupted matrix resumes where it
-stopped.
+Each variant is applied to the same model object for each task and removed after (``patched``: RoPE changes
+rebuild only the rotary modules; removal restores the model bit-identically); ``none`` runs the model as loaded.
+Applying a variant once for all its tasks was tried and dropped: transformers' dynamic NTK keeps the frequencies of
+the longest sequence it has seen and resets them only below the original length, so a passkey cell at n = L after
+the perplexity task's 16 L ran with other frequencies (the demo's dynamic-NTK passkey accuracy at L fell from 0.98
+to 0.32). Every cell goes through ``eval.evaluate`` into one result store, so an interrupted matrix resumes where
+it stopped.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import Any
 
 from .distributed import current
 from .errors import UserError
-from .eval.run import EvalSpec, Progress, evaluate
-from .patching import applied, applied_label, patched
+from .eval.run import EvalSpec, Progress, run_eval
+from .patching import applied_label, patched
 from .report import make_figures, write_report
 from .results import ResultStore
 from .variants import Variant, parse_variant
@@ -84,21 +87,13 @@ def run_compare(
             with patched(model, v):
                 pass
     records: list[dict[str, Any]] = []
-    for v, label in zip(variants, labels, strict=True):
+    for v in variants:
         if log:
-            log(f"variant {label}")
-        with applied(model, v):  # patched once per variant, for all its tasks
-            for spec in specs:
-                records += evaluate(
-                    model,
-                    tokenizer,
-                    spec,
-                    store,
-                    model_name=model_name,
-                    variant=label,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
+            log(f"variant {v.label}")
+        for spec in specs:  # a fresh patch per task: see the module docstring
+            records += run_eval(
+                model, tokenizer, v, spec, store, model_name=model_name, batch_size=batch_size, progress=progress
+            )
     return CompareResult(labels, records)
 
 

@@ -17,6 +17,7 @@ from hf_logscale import compare as compare_mod
 from hf_logscale.cli import main
 from hf_logscale.compare import default_variants, run_compare, write_outputs, yarn_factor
 from hf_logscale.eval import EvalSpec, get_task
+from hf_logscale.eval import run as run_mod
 from hf_logscale.models import REFERENCE_MODEL
 from hf_logscale.results import ResultStore
 from hf_logscale.variants import parse_variant, split_variants
@@ -71,22 +72,22 @@ def test_matrix_end_to_end_and_resume(tiny_dir, tmp_path, monkeypatch):
     chosen = variants("none", "yarn:factor=2")
     specs = [EvalSpec(task=t, lengths=(128, 256), **SETTINGS) for t in ("ppl", "passkey")]
     calls = []
-    real = compare_mod.evaluate
+    real = compare_mod.run_eval
 
-    def interrupted(model, tok, spec, store, **kw):
-        calls.append((kw["variant"], spec.task))
-        if kw["variant"] == "yarn:factor=2.0" and spec.task == "passkey" and len(calls) < 5:
+    def interrupted(model, tok, variant, spec, store, **kw):
+        calls.append((variant.label, spec.task))
+        if variant.label == "yarn:factor=2.0" and spec.task == "passkey" and len(calls) < 5:
             raise KeyboardInterrupt  # killed in the second variant's second task
-        return real(model, tok, spec, store, **kw)
+        return real(model, tok, variant, spec, store, **kw)
 
-    monkeypatch.setattr(compare_mod, "evaluate", interrupted)
+    monkeypatch.setattr(compare_mod, "run_eval", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_compare(model, tok, chosen, specs, ResultStore(out), model_name="tiny")
     finished = {(r["variant"], r["task"]) for r in ResultStore(out).records()}
     assert finished == {("none", "ppl"), ("none", "passkey"), ("yarn:factor=2.0", "ppl")}
 
     cells = []
-    monkeypatch.setattr(compare_mod, "evaluate", real)
+    monkeypatch.setattr(compare_mod, "run_eval", real)
     passkey = type(get_task("passkey"))
     real_cell = passkey.run
     monkeypatch.setattr(
@@ -141,13 +142,13 @@ def test_model_is_restored_after_the_matrix(tiny_dir, tmp_path, monkeypatch):
             ResultStore(tmp_path),
             model_name="t",
         )
-    real = compare_mod.evaluate
+    real = run_mod.evaluate
 
     def spy(m, *a, **k):
         seen.append((k["variant"], m.config.max_position_embeddings, hls.is_patched(m)))
         return real(m, *a, **k)
 
-    monkeypatch.setattr(compare_mod, "evaluate", spy)
+    monkeypatch.setattr(run_mod, "evaluate", spy)
     run_compare(model, tok, variants("none", "yarn:factor=4", "logn"), [spec], ResultStore(tmp_path), model_name="t")
     assert seen == [("none", 128, False), ("yarn:factor=4.0", 512, True), ("logn", 128, True)]
     assert not hls.is_patched(model) and torch.equal(model(x).logits, before)
