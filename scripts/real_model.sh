@@ -7,7 +7,7 @@
 #   docs/real-model/ppl      perplexity, truncate mode (every token of the first n tokens of each book)
 #   docs/real-model/passkey  passkey retrieval, one key at each of depths 0.25, 0.5, 0.75 per (variant, length)
 # then the README table (scripts/real_model_table.py). Needs `hf-logscale fetch smollm2-135m` once.
-# Usage: bash scripts/real_model.sh   (about 1 h 40 min on 2 CPU cores, alone)
+# Usage: bash scripts/real_model.sh   (2 h 3 min of cell time on 2 CPU cores, shared with other work; less alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HLS=${HLS:-.venv/bin/hf-logscale}
