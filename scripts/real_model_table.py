@@ -64,6 +64,7 @@ def main() -> None:
     for r in keys:
         if r["status"] == "ok":
             pk[(r["variant"], r["length"])][r["metric"]].append(r["value"])
+
     def base(v: str) -> str:  # what a variant adds to: its RoPE part for a scheme on new frequencies, else none
         return v.split("+")[0] if "+" in v else "none"
 
