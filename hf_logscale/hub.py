@@ -35,7 +35,7 @@ def _reachable(host: str, port: int) -> str | None:
 
 
 def require_hub(what: str) -> None:
-    """Raise one clear ``ValueError`` when ``what`` (a hub model or dataset) needs the hub and it cannot be reached."""
+    """Raise one clear ``UserError`` when ``what`` (a hub model or dataset) needs the hub and it cannot be reached."""
     if _offline():
         return
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")

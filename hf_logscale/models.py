@@ -350,23 +350,25 @@ def _check_weights(model_id: str, net: torch.nn.Module, info: dict[str, Any]) ->
     the config needs but the checkpoint lacks (cut files, fewer layers), NaN or infinite values. Tensors the
     model does not use are announced."""
     again = "the checkpoint is incomplete, corrupt or not for this config; download it again"
-    wrong = sorted(info.get("mismatched_keys") or [])
+
+    def listed(key: str) -> tuple[list, str]:  # the sorted entries of one report, and "(and N more)"
+        found = sorted(info.get(key) or [])
+        return found, f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+
+    wrong, more = listed("mismatched_keys")
     if wrong:
         name, got, want = wrong[0]
-        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
         raise UserError(
             f"cannot load model {model_id!r}: weight {name} has shape {list(got)} but the config needs "
             f"{list(want)}{more}; {again}"
         )
-    missing = sorted(info.get("missing_keys") or [])
+    missing, more = listed("missing_keys")
     if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise UserError(
             f"cannot load model {model_id!r}: its weights lack {missing[0]}{more}, which the config needs; {again}"
         )
-    unused = sorted(info.get("unexpected_keys") or [])
+    unused, more = listed("unexpected_keys")
     if unused:
-        more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
         warnings.warn(f"{model_id}: the checkpoint holds {unused[0]}{more}, which the model does not use", stacklevel=3)
     for name, p in net.named_parameters():
         if p.device.type != "meta" and not torch.isfinite(p).all():
