@@ -14,27 +14,18 @@ from __future__ import annotations
 
 import datasets
 
-from hf_logscale import checks
 from hf_logscale.data.passkey import first_integer
 from hf_logscale.data.sources import load_documents
-from hf_logscale.eval import Haystack, build_needle, passkey_prompts
-from hf_logscale.eval.retrieval import cell_rng
-from hf_logscale.eval.run import MAX_LENGTH, MAX_TRIALS
+from hf_logscale.eval import EvalSpec, Haystack, needle_prompts, passkey_prompts, tokenize_documents
 
 LENGTHS = [256 * 2**k for k in range(10)]
-DEFAULTS = {"max_seq_lengths": [256, 512, 1024], "depths": [0.0, 0.25, 0.5, 0.75, 1.0], "trials": 10, "seed": 0}
+DEFAULT_LENGTHS = [256, 512, 1024]
 
 
-def _setting(kwargs: dict, key: str):
-    """A task setting from lm-eval's ``--metadata``, checked with the bounds ``hf-logscale eval`` applies."""
-    value = kwargs.get(key, DEFAULTS[key])
-    if key == "max_seq_lengths":
-        return checks.sequence(key, value, lambda n, v: checks.integer(n, v, minimum=2, maximum=MAX_LENGTH))
-    if key == "depths":
-        return checks.sequence(key, value, lambda n, v: checks.number(n, v, minimum=0, maximum=1))
-    if key == "trials":
-        return checks.integer(key, value, minimum=1, maximum=MAX_TRIALS)
-    return checks.integer(key, value)
+def _spec(task: str, kwargs: dict) -> EvalSpec:
+    """The task's settings from lm-eval's ``--metadata`` (``max_seq_lengths`` and those the task takes, e.g.
+    depths, trials, seed, dataset), checked exactly as ``hf-logscale eval`` checks them."""
+    return EvalSpec.taking(task, kwargs.get("max_seq_lengths", DEFAULT_LENGTHS), kwargs)
 
 
 def _tokenizer(kwargs: dict):
@@ -60,46 +51,42 @@ def _split(docs: list[dict]) -> dict[str, datasets.Dataset]:
 
 
 def passkey_dataset(**kwargs) -> dict[str, datasets.Dataset]:
-    tok = _tokenizer(kwargs)
+    tok, spec = _tokenizer(kwargs), _spec("passkey", kwargs)
     docs = []
-    for n in _setting(kwargs, "max_seq_lengths"):
-        for depth in _setting(kwargs, "depths"):
-            for p in passkey_prompts(
-                tok, int(n), float(depth), int(_setting(kwargs, "trials")), int(_setting(kwargs, "seed"))
-            ):
-                docs.append({"input": _text(tok, p.input_ids), "key": p.key, "length": int(n), "depth": float(depth)})
+    for n in spec.lengths:
+        for depth in spec.depths:
+            for p in passkey_prompts(tok, n, depth, spec.trials, spec.seed):
+                docs.append({"input": _text(tok, p.input_ids), "key": p.key, "length": n, "depth": depth})
     return _split(docs)
 
 
 def needle_dataset(**kwargs) -> dict[str, datasets.Dataset]:
-    tok = _tokenizer(kwargs)
-    haystack = Haystack(tok, [d.text for d in load_documents(kwargs.get("dataset", "sample"))])
+    tok, spec = _tokenizer(kwargs), _spec("needle", kwargs)
+    haystack = Haystack(tok, [d.text for d in load_documents(spec.dataset, field=spec.field, split=spec.split)])
     docs = []
-    for n in _setting(kwargs, "max_seq_lengths"):
-        for depth in _setting(kwargs, "depths"):
-            rng = cell_rng("needle", int(_setting(kwargs, "seed")), int(n), float(depth))
-            for _ in range(int(_setting(kwargs, "trials"))):
-                key, offset = rng.randint(1, 50000), rng.random()
-                p = build_needle(tok, haystack, int(n), float(depth), key, offset)
-                docs.append({"input": _text(tok, p.input_ids), "key": key, "length": int(n), "depth": float(depth)})
+    for n in spec.lengths:
+        for depth in spec.depths:
+            for p in needle_prompts(tok, haystack, n, depth, spec.trials, spec.seed):
+                docs.append({"input": _text(tok, p.input_ids), "key": p.key, "length": n, "depth": depth})
     return _split(docs)
 
 
 def ppl_dataset(**kwargs) -> dict[str, datasets.Dataset]:
     """Each document long enough, cut to n − 1 tokens (BOS + n − 1 = n): the truncate protocol of
     ``hf-logscale eval ppl``."""
-    tok = _tokenizer(kwargs)
-    texts = [d.text for d in load_documents(kwargs.get("dataset", "sample"))]
-    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    tok, spec = _tokenizer(kwargs), _spec("ppl", kwargs)
+    if spec.mode != "truncate":
+        raise ValueError(f"logscale_ppl scores the truncate protocol only, got mode={spec.mode!r}")
+    ids = tokenize_documents(tok, [d.text for d in load_documents(spec.dataset, field=spec.field, split=spec.split)])
     docs = []
-    for n in _setting(kwargs, "max_seq_lengths"):
+    for n in spec.lengths:
         for i, doc in enumerate(ids):
-            if len(doc) >= int(n) - 1:
-                window = doc[: int(n) - 1]
+            if len(doc) >= n - 1:
+                window = doc[: n - 1]
                 text = tok.decode(window, clean_up_tokenization_spaces=False)
                 if tok(text, add_special_tokens=False)["input_ids"] != window:
                     raise ValueError(f"document {i} does not survive decoding at length {n}")
-                docs.append({"text": text, "tokens": len(window), "length": int(n), "doc": i})
+                docs.append({"text": text, "tokens": len(window), "length": n, "doc": i})
     return _split(docs)
 
 

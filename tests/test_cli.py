@@ -154,7 +154,7 @@ def test_eval_ppl_passkey_needle_on_the_reference_model(monkeypatch, capsys, tmp
     "args,message",
     [
         (["eval", "ppl", "--lengths", "12q"], "--lengths: '12q' is not a length"),
-        (["eval", "ppl", "--stride", "8"], "--stride goes with --mode sliding"),
+        (["eval", "ppl", "--stride", "8"], "`stride` goes with mode sliding (--mode sliding)"),
         (["eval", "ppl", "--dataset", "/no/such.jsonl"], "no such file or folder"),
         (["eval", "passkey", "--depths", "0.5,2"], "--depths must be"),
         (["eval", "ppl", "--lengths", "1x,1000x"], "no document of 'sample' is long enough for length 256000"),

@@ -70,7 +70,7 @@ def test_matrix_end_to_end_and_resume(tiny_dir, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     model, tok = hls.load(str(tiny_dir))
     chosen = variants("none", "yarn:factor=2")
-    specs = [EvalSpec(task=t, lengths=(128, 256), **SETTINGS) for t in ("ppl", "passkey")]
+    specs = [EvalSpec.taking(t, (128, 256), SETTINGS) for t in ("ppl", "passkey")]
     calls = []
     real = compare_mod.run_eval
 

@@ -1,6 +1,7 @@
 """Guards: a registered scheme, task or family left out of the generic test matrices fails here, and so does a
 scheme the registry should refuse (a RoPE kind's name, a parameter without a declared range)."""
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from test_patching import SCHEMES as PATCHING_SCHEMES
 from test_zoo import CONFIGS
 
 import hf_logscale as hls
-from hf_logscale.eval import TASKS
+from hf_logscale.eval import TASKS, parse_depths
 from hf_logscale.patching.families import FAMILIES
 from hf_logscale.schemes import Scheme, _param, register
 from hf_logscale.spec import ROPE_KIND_NAMES
@@ -102,10 +103,32 @@ def test_a_declared_range_validates_without_code():
     assert Ranged(k=1.5).k == 1.5
 
 
-def test_every_task_has_an_eval_command_with_its_settings():
+def test_every_task_has_an_eval_command_and_compare_options_with_its_settings():
+    from hf_logscale.cli.compare import compare
     from hf_logscale.cli.evaluate import _SETTINGS, COMMANDS
 
     assert set(COMMANDS) == set(TASKS), "add the task to hf_logscale/cli/evaluate.py COMMANDS"
+    compare_options = set(inspect.signature(compare).parameters)
     for name, task in TASKS.items():
-        wanted = ({"depths"} if task.uses_depths else set()) | {f for f in task.settings_fields if f in _SETTINGS}
-        assert set(COMMANDS[name][2]) == wanted, name
+        wanted = {s.name for s in task.settings}
+        assert set(COMMANDS[name][2]) == wanted, f"{name}: COMMANDS lists its settings {sorted(wanted)}"
+        assert wanted <= set(_SETTINGS), f"add an option for {sorted(wanted - set(_SETTINGS))} to cli/evaluate.py"
+        assert wanted <= compare_options, f"add {sorted(wanted - compare_options)} to cli/compare.py compare()"
+        for s in task.settings:  # the CLI's defaults are the task's own
+            default = _SETTINGS[s.name][1]
+            default = getattr(default, "value", default)  # an Enum option
+            default = parse_depths(default) if s.name == "depths" else default
+            assert default == s.default, (name, s.name)
+            assert inspect.signature(compare).parameters[s.name].default in (_SETTINGS[s.name][1], s.default)
+
+
+def test_no_import_circle():
+    import grimp  # import-linter's graph library, a dev dependency
+    graph = grimp.build_graph("hf_logscale")
+    circles = [
+        chain
+        for module in sorted(graph.modules)
+        for imported in graph.find_modules_directly_imported_by(module)
+        if (chain := graph.find_shortest_chain(importer=imported, imported=module))
+    ]
+    assert not circles, f"import circles: {circles}"

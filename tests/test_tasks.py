@@ -7,9 +7,21 @@ import sys
 import pytest
 import torch
 
+from hf_logscale import checks
 from hf_logscale.cli import main
 from hf_logscale.compare import run_compare, write_outputs
-from hf_logscale.eval import TASKS, CellResult, EvalSpec, Figure, Metric, Task, evaluate, get_task, register_task
+from hf_logscale.eval import (
+    TASKS,
+    CellResult,
+    EvalSpec,
+    Figure,
+    Metric,
+    Setting,
+    Task,
+    evaluate,
+    get_task,
+    register_task,
+)
 from hf_logscale.models import load
 from hf_logscale.results import ResultStore
 from hf_logscale.tables import Table
@@ -24,7 +36,7 @@ class Toy(Task):
     description = "NLL of random tokens"
     metrics = (Metric("loss", "loss", False, "{:.3f}"),)
     headline = "loss"
-    settings_fields = ("seed",)
+    settings = (Setting("seed", 0, checks.integer),)
     figures = (Figure("lines", "loss", "Toy loss vs length", "toy_loss.png"),)
     report_tables = (("loss", "Mean NLL of random tokens:"),)
 
@@ -64,7 +76,7 @@ def test_a_new_task_runs_through_evaluate_compare_report_and_cli(toy, tmp_path, 
     records = evaluate(model, tok, EvalSpec(task="toy", lengths=(64, 128)), store, model_name="reference")
     assert [(r["task"], r["length"], r["metric"]) for r in records] == [("toy", 64, "loss"), ("toy", 128, "loss")]
     assert all(r["value"] > math.log(len(tok)) / 2 for r in records)  # random tokens: near-uniform loss
-    assert (store.dir / "summary.csv").read_text().count("toy") == 2
+    assert (store.dir / "summary.csv").read_text().count("\nreference,none,toy,toy,") == 2  # task, data label
 
     out = tmp_path / "cmp"
     variants = [parse_variant(v) for v in ("none", "logn")]
@@ -100,7 +112,7 @@ def test_a_new_task_runs_through_evaluate_compare_report_and_cli(toy, tmp_path, 
 
 
 def test_unknown_task_names_the_registered_ones():
-    with pytest.raises(ValueError, match=r"unknown task 'pkey'. Did you mean passkey\? Tasks: ppl, passkey, needle"):
+    with pytest.raises(ValueError, match=r"unknown task 'pkey'. Did you mean passkey\? Tasks: needle, passkey, ppl"):
         get_task("pkey")
     with pytest.raises(ValueError, match="unknown task"):
         EvalSpec(task="nope", lengths=(8,))

@@ -22,6 +22,7 @@ from .options import (
     FieldOpt,
     LengthsOpt,
     MaxDocumentsOpt,
+    MaxNewTokensOpt,
     Mode,
     ModelOpt,
     ModeOpt,
@@ -29,7 +30,6 @@ from .options import (
     SplitOpt,
     StrideOpt,
     TrialsOpt,
-    check_stride,
     parse_batch_size,
 )
 from .options import variants as parse_variants
@@ -52,6 +52,7 @@ def compare(
     depths: DepthsOpt = "0,0.25,0.5,0.75,1",
     trials: TrialsOpt = 10,
     seed: SeedOpt = 0,
+    max_new_tokens: MaxNewTokensOpt = 10,
     dataset: DatasetOpt = "sample",
     field: FieldOpt = None,
     split: SplitOpt = None,
@@ -78,20 +79,19 @@ def compare(
     if not task_list:
         raise UserError("--tasks is empty; give e.g. ppl,passkey")
     length_parts(lengths)  # the form now; the values need L, known once the model is loaded
-    check_stride(mode, stride)
     chosen = parse_variants(variants) if variants is not None else None  # checked before the (slow) model load
     size = parse_batch_size(batch_size)
-    retrieval = dict(depths=parse_depths(depths), trials=trials, seed=seed)
+    retrieval = dict(depths=parse_depths(depths), trials=trials, seed=seed, max_new_tokens=max_new_tokens)
     settings = dict(retrieval, dataset=dataset, field=field, split=split, mode=mode.value, stride=stride)
     settings["max_documents"] = max_documents
     for t in task_list:
-        EvalSpec(task=t.name, lengths=(2,), **settings)  # checked now, before the model loads
+        EvalSpec.taking(t.name, (2,), settings)  # checked now, before the model loads
     with results_store(out_dir) as store:  # refuses a folder another run is writing, before the model loads
         net, tok, tl = load_model(model, dtype, device, attn, device_map)
         L = tl.value if tl else None
         lens = parse_lengths(lengths, L)
         chosen = chosen or default_variants(lens[-1], L or lens[-1])
-        specs = [EvalSpec(task=t.name, lengths=lens, **settings) for t in task_list]
+        specs = [EvalSpec.taking(t.name, lens, settings) for t in task_list]
         name = model or "reference"
         err.print(f"tasks {tasks}; lengths {', '.join(map(str, lens))}; variants {', '.join(v.label for v in chosen)}")
         with Progress() as bar:

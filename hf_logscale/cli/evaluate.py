@@ -22,6 +22,7 @@ from .options import (
     FieldOpt,
     LengthsOpt,
     MaxDocumentsOpt,
+    MaxNewTokensOpt,
     Mode,
     ModelOpt,
     ModeOpt,
@@ -31,7 +32,6 @@ from .options import (
     StrideOpt,
     TrialsOpt,
     VariantOpt,
-    check_stride,
     parse_batch_size,
 )
 from .render import Progress, err, out, print_table
@@ -41,7 +41,7 @@ app = typer.Typer(
 )
 
 
-# EvalSpec field -> the option it comes from (annotation, default)
+# a task setting -> its option (annotation, default); the defaults are the tasks' own (tests/test_guards.py)
 _SETTINGS: dict[str, tuple[Any, Any]] = {
     "depths": (DepthsOpt, "0,0.25,0.5,0.75,1"),
     "trials": (TrialsOpt, 10),
@@ -52,6 +52,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "mode": (ModeOpt, Mode.truncate),
     "stride": (StrideOpt, None),
     "max_documents": (MaxDocumentsOpt, None),
+    "max_new_tokens": (MaxNewTokensOpt, 10),
 }
 
 # `eval <task>`: help, example and the settings it takes, in help order. Kept here so that `--help` imports no task
@@ -65,12 +66,12 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "passkey": (
         "Passkey retrieval (YaRN's template) over lengths × depths: generation accuracy and teacher-forced scores.",
         "hf-logscale eval passkey --lengths 1x,2x,4x --trials 20",
-        ("depths", "trials", "seed"),
+        ("depths", "trials", "seed", "max_new_tokens"),
     ),
     "needle": (
         "Needle in a haystack: a key sentence at a sentence boundary of real text, exact-match scoring.",
         "hf-logscale eval needle --lengths 1x,4x --dataset pg19",
-        ("depths", "trials", "seed", "dataset", "field", "split"),
+        ("depths", "trials", "seed", "max_new_tokens", "dataset", "field", "split"),
     ),
 }
 
@@ -79,7 +80,6 @@ def _command(task: str, doc: str, example: str, fields: tuple[str, ...]) -> Call
     """The ``eval <task>`` command: model, variant and lengths, the task's settings, then placement and output."""
 
     def command(**kw: Any) -> None:
-        check_stride(kw.get("mode"), kw.get("stride"))
         settings = {f: kw[f].value if isinstance(kw[f], Enum) else kw[f] for f in fields if f != "depths"}
         placement = (kw["batch_size"], kw["dtype"], kw["device"], kw["attn"], kw["out_dir"])
         _evaluate(task, kw["model"], kw["variant"], kw["lengths"], kw.get("depths"), settings, *placement)

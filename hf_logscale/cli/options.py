@@ -22,6 +22,7 @@ __all__ = [
     "FieldOpt",
     "LengthsOpt",
     "MaxDocumentsOpt",
+    "MaxNewTokensOpt",
     "Mode",
     "ModeOpt",
     "ModelOpt",
@@ -31,7 +32,6 @@ __all__ = [
     "StrideOpt",
     "TrialsOpt",
     "VariantOpt",
-    "check_stride",
     "parse_batch_size",
     "parse_layers",
     "variants",
@@ -97,17 +97,14 @@ ModeOpt = Annotated[
     ),
 ]
 StrideOpt = Annotated[int | None, typer.Option(help="Sliding-mode stride (default n/2).")]
+MaxNewTokensOpt = Annotated[
+    int, typer.Option(min=1, help="Tokens generated for an answer (its first integer is scored).")
+]
 MaxDocumentsOpt = Annotated[int | None, typer.Option(help="At most this many documents per length.")]
 BatchOpt = Annotated[
     str, typer.Option(help="Windows/prompts per forward pass, or auto (about 32k tokens); halves on out-of-memory.")
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Results folder: results.jsonl (resumable) and summary.csv.")]
-
-
-def check_stride(mode: Mode | None, stride: int | None) -> None:
-    """``--stride`` only means something for sliding windows."""
-    if stride is not None and mode is not Mode.sliding:
-        raise UserError("--stride goes with --mode sliding")
 
 
 def parse_batch_size(text: str) -> int | str:

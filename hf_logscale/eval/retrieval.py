@@ -22,15 +22,40 @@ import torch
 import transformers
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from .. import checks
 from ..data.passkey import first_integer
 from ..distributed import current
 from ..errors import UserError
 from ..tables import Table, mean_by
 from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
 from .logprobs import decoder_hidden, logits_at
-from .task import CellResult, Metric, Task
+from .task import CellResult, Metric, Setting, Task
 
-__all__ = ["PASSKEY_THRESHOLD", "RetrievalResult", "RetrievalTask", "Trial", "cell_rng", "score_all", "score_prompts"]
+__all__ = [
+    "MAX_TRIALS",
+    "PASSKEY_THRESHOLD",
+    "RETRIEVAL",
+    "RetrievalResult",
+    "RetrievalTask",
+    "Trial",
+    "cell_rng",
+    "score_all",
+    "score_prompts",
+]
+
+MAX_TRIALS = 10_000  # prompts per (length, depth) cell
+
+RETRIEVAL = (  # the settings every retrieval task takes
+    Setting(
+        "depths",
+        (0.0, 0.25, 0.5, 0.75, 1.0),
+        lambda name, v: checks.sequence(name, v, lambda n, d: checks.number(n, d, minimum=0, maximum=1)),
+        identity=False,
+    ),
+    Setting("trials", 10, lambda name, v: checks.integer(name, v, minimum=1, maximum=MAX_TRIALS)),
+    Setting("seed", 0, checks.integer),
+    Setting("max_new_tokens", 10, lambda name, v: checks.integer(name, v, minimum=1)),
+)
 
 
 @dataclass(frozen=True)
@@ -216,7 +241,7 @@ class RetrievalTask(Task):
         Metric("tf_logprob", "TF log p", True),
     )
     headline = "accuracy"
-    uses_depths = True
+    settings = RETRIEVAL
     report_tables = (
         ("accuracy", "Generation accuracy (first integer of the greedy answer equals the key), mean over depths:"),
         (

@@ -8,23 +8,18 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from .. import checks
 from ..distributed import current
 from ..errors import UserError
 from ..models import train_length
 from ..patching import applied, applied_label
 from ..results import ResultStore, cell_id, versions
 from ..variants import Variant
-from . import tasks as _tasks  # noqa: F401  (registers the tasks)
 from .batching import OutOfMemory, input_device
-from .perplexity import MODES
-from .task import get_task
+from .task import EvalSpec, get_task
 
 __all__ = [
-    "EvalSpec",
     "Progress",
     "applied_label",
     "evaluate",
@@ -34,7 +29,6 @@ __all__ = [
     "run_eval",
 ]
 
-DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total items) -> advance(k)
 
 _LENGTH = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKxX]?)\s*$")
@@ -83,53 +77,6 @@ def parse_depths(text: str) -> tuple[float, ...]:
     return depths
 
 
-MAX_LENGTH = 2**24  # tokens in one context (16.8 M): far beyond any model, short of an allocation that cannot be
-MAX_TRIALS = 10_000  # prompts per (length, depth) cell
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    """What to measure: a registered task, lengths, and the settings the tasks read; the fields a task declares
-    as its settings are part of its cells' identity (resume)."""
-
-    task: str
-    lengths: tuple[int, ...]
-    depths: tuple[float, ...] = DEFAULT_DEPTHS
-    trials: int = 10
-    seed: int = 0
-    dataset: str = "sample"
-    field: str | None = None
-    split: str | None = None
-    mode: str = "truncate"
-    stride: int | None = None
-    max_documents: int | None = None
-    max_new_tokens: int = 10
-
-    def __post_init__(self) -> None:
-        get_task(self.task)
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (a frozen dataclass)
-        lengths = checks.sequence(
-            "lengths", self.lengths, lambda n, v: checks.integer(n, v, minimum=2, maximum=MAX_LENGTH)
-        )
-        set_("lengths", lengths)
-        set_("depths", checks.sequence("depths", self.depths, lambda n, v: checks.number(n, v, minimum=0, maximum=1)))
-        checks.integer("trials", self.trials, minimum=1, maximum=MAX_TRIALS)
-        checks.integer("seed", self.seed)
-        checks.integer("max_new_tokens", self.max_new_tokens, minimum=1)
-        checks.text("dataset", self.dataset)
-        for name in ("field", "split"):
-            if getattr(self, name) is not None:
-                checks.text(name, getattr(self, name))
-        if self.mode not in MODES:
-            raise UserError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.stride is not None:
-            checks.integer("stride", self.stride, minimum=1)
-            if self.mode != "sliding":
-                raise UserError("`stride` goes with mode sliding (--mode sliding)")
-        if self.max_documents is not None:
-            checks.integer("max_documents", self.max_documents, minimum=1)
-
-
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -146,7 +93,7 @@ def evaluate(
     if tokenizer is None:
         raise UserError("evaluation needs a tokenizer; the model folder has none")
     task = get_task(spec.task)
-    settings, dataset = task.settings(spec), task.dataset(spec)
+    settings, dataset = task.identity(spec), task.dataset(spec)
     cells = [
         {
             "model": model_name,
@@ -167,7 +114,7 @@ def evaluate(
     data = task.prepare(tokenizer, spec, sorted({c["length"] for c in todo})) if todo else None
     tl = train_length(model)
     meta = {
-        "seed": spec.seed,
+        "seed": spec.settings.get("seed"),  # None: the task draws nothing at random
         "versions": versions(),
         "device": str(input_device(model)),
         "dtype": str(model.dtype),

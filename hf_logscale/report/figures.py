@@ -48,11 +48,8 @@ def _length_axis(ax, lengths: Sequence[int], train_len: int | None) -> None:
 
 def make_figures(records, variants: Sequence[str], train_len: int | None, out: Path, name: str) -> dict[str, Path]:
     """Every figure the tasks in ``records`` declare, written into ``out``: caption → path."""
-    present = {r["task"] for r in records}
     figures: dict[str, Path] = {}
-    for task in TASKS.values():
-        if task.name not in present:
-            continue
+    for task in [TASKS[n] for n in dict.fromkeys(r["task"] for r in records) if n in TASKS]:  # in the order run
         for fig in task.figures:
             draw = {"lines": plot_lines, "heatmap": plot_heatmaps, "positions": plot_position_curves}[fig.kind]
             title = f"{name}: {fig.caption[0].lower()}{fig.caption[1:]}"

@@ -31,8 +31,7 @@ def write_report(
     device = records[0].get("device") if records else "?"
     dtype = records[0].get("dtype") if records else "?"
     source = records[0].get("train_len_source") if records else None
-    present = {r["task"] for r in records}
-    tasks = [t for t in TASKS.values() if t.name in present]
+    tasks = [TASKS[n] for n in dict.fromkeys(r["task"] for r in records) if n in TASKS]  # in the order run
     lines = [
         f"# hf-logscale comparison: {model_name}",
         "",

@@ -1,18 +1,8 @@
-"""The registered tasks, one module each; importing this package registers them (in this order)."""
+"""The registered tasks, one module each: every module in this folder is imported (in name order) when the
+``hf_logscale.eval`` package is, and registers its task with ``@register_task``."""
 
-from .ppl import Perplexity
+import importlib
+import pkgutil
 
-from .passkey import Passkey, passkey, passkey_prompts  # isort: skip
-from .needle import Haystack, Needle, NeedlePrompt, build_needle, needle  # isort: skip
-
-__all__ = [
-    "Haystack",
-    "Needle",
-    "NeedlePrompt",
-    "Passkey",
-    "Perplexity",
-    "build_needle",
-    "needle",
-    "passkey",
-    "passkey_prompts",
-]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

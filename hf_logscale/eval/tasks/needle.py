@@ -19,10 +19,10 @@ from typing import Any
 from ...data.passkey import KEY_RANGE, NEEDLE, QUESTION
 from ...data.sources import load_documents
 from ...errors import UserError
-from ..retrieval import RetrievalResult, RetrievalTask, cell_rng, score_all
-from ..task import CellResult, Figure, register_task
+from ..retrieval import RETRIEVAL, RetrievalResult, RetrievalTask, cell_rng, score_all
+from ..task import CORPUS, CellResult, Figure, register_task
 
-__all__ = ["Haystack", "Needle", "NeedlePrompt", "build_needle", "needle"]
+__all__ = ["Haystack", "Needle", "NeedlePrompt", "build_needle", "needle", "needle_prompts"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -97,6 +97,25 @@ def build_needle(
     return NeedlePrompt(prompt, key, ids(f" {key}"), cut / budget if budget else 0.0, len(bos) + cut, len(needle_ids))
 
 
+def needle_prompts(
+    tokenizer: Any,
+    haystack: Haystack,
+    length: int,
+    depth: float,
+    trials: int,
+    seed: int = 0,
+    needle_text: str = NEEDLE,
+    question: str = QUESTION,
+) -> list[NeedlePrompt]:
+    """The ``trials`` prompts of one cell: keys and haystack offsets drawn from the cell's own random source."""
+    rng = cell_rng("needle", seed, length, depth)
+    prompts = []
+    for _ in range(trials):
+        key, offset = rng.randint(*KEY_RANGE), rng.random()
+        prompts.append(build_needle(tokenizer, haystack, length, depth, key, offset, needle_text, question))
+    return prompts
+
+
 def needle(
     model: Any,
     tokenizer: Any,
@@ -117,11 +136,7 @@ def needle(
         raise UserError("the needle sentence must contain {key}")
     if trials < 1:
         raise UserError(f"`trials` must be ≥ 1, got {trials}")
-    rng = cell_rng("needle", seed, length, depth)
-    prompts = []
-    for _ in range(trials):
-        key, offset = rng.randint(*KEY_RANGE), rng.random()
-        prompts.append(build_needle(tokenizer, haystack, length, depth, key, offset, needle_text, question))
+    prompts = needle_prompts(tokenizer, haystack, length, depth, trials, seed, needle_text, question)
     scored = score_all(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, advance=advance)
     return RetrievalResult(length, depth, scored)
 
@@ -131,7 +146,7 @@ class Needle(RetrievalTask):
     name = "needle"
     title = "Needle retrieval"
     description = "a key sentence in real text (the corpus as haystack), lengths × depths"
-    settings_fields = ("dataset", "field", "split", "trials", "seed", "max_new_tokens")
+    settings = (*CORPUS, *RETRIEVAL)
     figures = (Figure("heatmap", "accuracy", "Needle accuracy (length × depth)", "needle_heatmap.png"),)
 
     def prepare(self, tokenizer: Any, spec, lengths: Sequence[int]) -> Haystack:

@@ -45,7 +45,6 @@ class Passkey(RetrievalTask):
     name = "passkey"
     title = "Passkey retrieval"
     description = "passkey retrieval in filler text (YaRN's template), lengths × depths"
-    settings_fields = ("trials", "seed", "max_new_tokens")
     figures = (Figure("heatmap", "accuracy", "Passkey accuracy (length × depth)", "passkey_heatmap.png"),)
 
     def dataset(self, spec) -> str:

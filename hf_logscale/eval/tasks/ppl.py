@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ... import checks
 from ...data.sources import load_documents
 from ...errors import UserError
 from ...tables import Table, mean_by
-from ..perplexity import perplexity, perplexity_windows, tokenize_documents
-from ..task import CellResult, Figure, Metric, Task, register_task
+from ..perplexity import MODES, perplexity, perplexity_windows, tokenize_documents
+from ..task import CORPUS, CellResult, Figure, Metric, Setting, Task, register_task
 
 __all__ = ["Perplexity"]
 
@@ -20,6 +21,12 @@ __all__ = ["Perplexity"]
 class _Documents:
     tokens: list[list[int]]  # token ids of each document, without special tokens
     bos: int | None
+
+
+def _mode(name: str, value: Any) -> str:
+    if value not in MODES:
+        raise UserError(f"`{name}` must be one of {', '.join(MODES)}, got {value!r}")
+    return value
 
 
 @register_task
@@ -33,12 +40,21 @@ class Perplexity(Task):
         Metric("bits_per_byte", "bits/byte", False, "{:.4f}"),
     )
     headline = "perplexity"
-    settings_fields = ("dataset", "field", "split", "mode", "stride", "max_documents")
+    settings = (
+        *CORPUS,
+        Setting("mode", "truncate", _mode),
+        Setting("stride", None, lambda name, v: checks.integer(name, v, minimum=1)),
+        Setting("max_documents", None, lambda name, v: checks.integer(name, v, minimum=1)),
+    )
     figures = (
         Figure("lines", "perplexity", "Perplexity vs context length", "ppl_vs_length.png", log_scale=True),
         Figure("positions", "nll", "Per-position loss", "position_loss.png"),
     )
     report_tables = (("perplexity", ""),)
+
+    def check(self, settings: dict[str, Any]) -> None:
+        if settings["stride"] is not None and settings["mode"] != "sliding":
+            raise UserError("`stride` goes with mode sliding (--mode sliding)")
 
     def prepare(self, tokenizer: Any, spec, lengths: Sequence[int]) -> _Documents:
         docs = load_documents(spec.dataset, field=spec.field, split=spec.split)
