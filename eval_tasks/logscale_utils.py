@@ -16,7 +16,7 @@ import datasets
 
 from hf_logscale.data.passkey import first_integer
 from hf_logscale.data.sources import load_documents
-from hf_logscale.eval import EvalSpec, Haystack, needle_prompts, passkey_prompts, tokenize_documents
+from hf_logscale.evaluation import EvalSpec, Haystack, needle_prompts, passkey_prompts, tokenize_documents
 
 LENGTHS = [256 * 2**k for k in range(10)]
 DEFAULT_LENGTHS = [256, 512, 1024]

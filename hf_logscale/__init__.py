@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .config import LogScaleConfig, scale_factors
     from .models import load, save_patched
     from .patching import is_patched, patch, patch_state, patched, unpatch
-    from .patching.inspect import describe, verify
+    from .patching.audit import describe, verify
     from .rope import RopeSetting
     from .schemes import SCHEMES, Scheme
     from .variants import Variant, load_recipe, parse_variant, recipe_names
@@ -32,8 +32,8 @@ _EXPORTS = {
     "patch_state": "patching",
     "patched": "patching",
     "unpatch": "patching",
-    "describe": "patching.inspect",
-    "verify": "patching.inspect",
+    "describe": "patching.audit",
+    "verify": "patching.audit",
     "RopeSetting": "rope",
     "SCHEMES": "schemes",
     "Scheme": "schemes",

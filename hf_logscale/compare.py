@@ -1,12 +1,10 @@
 """Patch-then-evaluate matrices: variants × tasks × lengths on one loaded model.
 
-Each variant is applied to the same model object for each task and removed after (``patched``: RoPE changes
+Each variant is applied once to the model object, runs every task, and is removed (``applied``: RoPE changes
 rebuild only the rotary modules; removal restores the model bit-identically); ``none`` runs the model as loaded.
-Applying a variant once for all its tasks was tried and dropped: transformers' dynamic NTK keeps the frequencies of
-the longest sequence it has seen and resets them only below the original length, so a passkey cell at n = L after
-the perplexity task's 16 L ran with other frequencies (the demo's dynamic-NTK passkey accuracy at L fell from 0.98
-to 0.32). Every cell goes through ``eval.evaluate`` into one result store, so an interrupted matrix resumes where
-it stopped.
+The rotary state that depends on the longest sequence seen (dynamic NTK, LongRoPE) is put back before every cell
+(``evaluate``), so a passkey cell at L after a perplexity cell at 16 L sees the frequencies of L. Every cell goes
+through ``evaluation.evaluate`` into one result store, so an interrupted matrix resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -17,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .distributed import current
+from .distributed import process_group
 from .errors import UserError
-from .eval.run import EvalSpec, Progress, run_eval
-from .patching import applied_label, patched
+from .evaluation.run import Progress, evaluate
+from .evaluation.task import EvalSpec
+from .patching import applied, applied_label, patched
 from .report import make_figures, write_report
 from .results import ResultStore
 from .variants import Variant, parse_variant
@@ -82,18 +81,26 @@ def run_compare(
     labels = [applied_label(model, v) for v in variants]  # none on a saved patched folder: its patch
     if len(set(labels)) != len(labels):
         raise UserError(f"a variant is listed twice: {', '.join(labels)}")
-    for v in variants:  # an architecture or a setting this model cannot take fails now, before any cell
-        if v.spec != "none":
+    for v in variants:  # an architecture or a setting this model cannot take fails now, before hours of cells
+        if not v.is_identity:
             with patched(model, v):
                 pass
     records: list[dict[str, Any]] = []
-    for v in variants:
+    for v, label in zip(variants, labels, strict=True):
         if log:
             log(f"variant {v.label}")
-        for spec in specs:  # a fresh patch per task: see the module docstring
-            records += run_eval(
-                model, tokenizer, v, spec, store, model_name=model_name, batch_size=batch_size, progress=progress
-            )
+        with applied(model, v):
+            for spec in specs:
+                records += evaluate(
+                    model,
+                    tokenizer,
+                    spec,
+                    store,
+                    model_name=model_name,
+                    variant=label,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
     return CompareResult(labels, records)
 
 
@@ -107,7 +114,7 @@ def write_outputs(
     command: str,
 ) -> Path | None:
     """Figures and ``report.md`` into ``out_dir`` (on the main process only); returns the report's path."""
-    if not current().main:
+    if not process_group().main:
         return None
     figures = make_figures(result.records, result.variants, train_len, Path(out_dir), model_name)
     return write_report(

@@ -11,8 +11,8 @@ import torch
 
 from . import checks
 from .errors import UserError
+from .grammar import format_params, parse_value
 from .schemes import MAX_TRAIN_LEN, CustomScheme, Scheme, get_scheme
-from .spec import format_params, parse_value
 
 __all__ = ["LogScaleConfig", "format_layer_params", "parse_layer_params", "scale_factors"]
 
@@ -136,7 +136,7 @@ class LogScaleConfig:
         return dataclasses.replace(self, train_len=train_len)
 
     @property
-    def spec(self) -> str:
+    def text(self) -> str:
         """The variant-grammar form, e.g. ``critical:tau=0.5`` (``train_len`` only when set explicitly)."""
         items = dict(self.params)
         if self.train_len is not None:

@@ -16,12 +16,12 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["Dist", "current", "placement"]
+__all__ = ["ProcessGroup", "process_group", "placement"]
 
 T = TypeVar("T")
 
 
-class Dist:
+class ProcessGroup:
     def __init__(self, rank: int = 0, world: int = 1):
         self.rank, self.world = rank, world
 
@@ -82,7 +82,7 @@ def _comm_device() -> torch.device:
 
 
 @lru_cache(maxsize=1)
-def current() -> Dist:
+def process_group() -> ProcessGroup:
     """The process group this process belongs to. A launcher (``accelerate launch``, ``torchrun``) that set
     ``WORLD_SIZE`` > 1 gets a group initialised from its environment — nccl on GPUs, gloo on CPU — unless one
     exists already (e.g. made by accelerate); otherwise a single process."""
@@ -90,17 +90,17 @@ def current() -> Dist:
 
     if not (td.is_available() and td.is_initialized()):
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return Dist()
+            return ProcessGroup()
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         td.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return Dist(td.get_rank(), td.get_world_size())
+    return ProcessGroup(td.get_rank(), td.get_world_size())
 
 
 def placement(device: str | None, device_map: str | None = None) -> str | None:
     """The device this process loads the model on: under a launcher one per process (its local GPU, or the CPU);
     alone, CUDA when available unless told otherwise (``device_map`` leaves placement to accelerate)."""
-    dist = current()
+    dist = process_group()
     if dist.world == 1:
         return "cuda" if device is None and device_map is None and torch.cuda.is_available() else device
     if device_map is not None:

@@ -40,7 +40,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the opti
 
 from . import checks
 from .errors import UserError
-from .eval.task import TASKS
+from .evaluation.task import TASKS
 from .models import load, reference_model, train_length
 from .patching import patch
 from .results import ResultStore, write_atomic
@@ -270,8 +270,11 @@ def _run_lmeval(model, variant, tasks, store, lengths, metadata, limit, model_ar
         raise UserError(f"bad --model-args: {err}") from None
     raw = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=False)
     write_atomic(store.dir / "lm_eval_results.json", json.dumps(raw, indent=2, default=str))
-    tl = train_length(lm.model)
-    trained = {"train_len": tl.value if tl else None, "train_len_source": tl.source if tl else None}
+    train_len_info = train_length(lm.model)
+    trained = {
+        "train_len": train_len_info.value if train_len_info else None,
+        "train_len_source": train_len_info.source if train_len_info else None,
+    }
     for task, result in raw["results"].items():
         per_length: dict[int | None, dict[str, float]] = {}
         for key, value in result.items():

@@ -21,7 +21,7 @@ import transformers
 
 from . import checks
 from .errors import UserError
-from .spec import ROPE_KIND_NAMES, format_params
+from .grammar import ROPE_KIND_NAMES, format_params
 
 __all__ = [
     "RopeSetting",
@@ -105,7 +105,7 @@ class RopeSetting:
         object.__setattr__(self, "params", dict(sorted(clean.items())))
 
     @property
-    def spec(self) -> str:
+    def text(self) -> str:
         return self.kind + (":" + format_params(self.params) if self.params else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,7 +273,7 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
         _rebuild(slots, config)
     except Exception as err:
         _put_back(config, state)
-        raise UserError(f"transformers rejected the RoPE setting {setting.spec!r}: {err}") from err
+        raise UserError(f"transformers rejected the RoPE setting {setting.text!r}: {err}") from err
     state.modules = slots
     return state
 

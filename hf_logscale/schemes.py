@@ -24,7 +24,7 @@ import torch
 
 from . import checks
 from .errors import UserError
-from .spec import ROPE_KIND_NAMES
+from .grammar import ROPE_KIND_NAMES
 
 __all__ = ["Scheme", "SCHEMES", "get_scheme", "CustomScheme"]
 

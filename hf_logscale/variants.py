@@ -35,9 +35,9 @@ from typing import Any
 from . import checks
 from .config import LogScaleConfig, parse_layer_params
 from .errors import UserError
+from .grammar import parse_items
 from .rope import ROPE_KINDS, RopeSetting
 from .schemes import SCHEMES
-from .spec import parse_items
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,16 +65,21 @@ class Variant:
     name: str | None = None
 
     @property
-    def spec(self) -> str:
+    def text(self) -> str:
         """Canonical grammar form; round-trips through ``parse_variant``."""
         if self.rope is None:
-            return self.scale.spec
-        scale = self.scale.spec
-        return self.rope.spec if scale == "none" else f"{self.rope.spec}+{scale}"
+            return self.scale.text
+        scale = self.scale.text
+        return self.rope.text if scale == "none" else f"{self.rope.text}+{scale}"
+
+    @property
+    def is_identity(self) -> bool:
+        """``none``: no RoPE change and no scale; applying it leaves the model as it is."""
+        return self.rope is None and self.scale.text == "none"
 
     @property
     def label(self) -> str:
-        return f"@{self.name}" if self.name else self.spec
+        return f"@{self.name}" if self.name else self.text
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "rope": self.rope.to_dict() if self.rope else None, "scale": self.scale.to_dict()}

@@ -66,7 +66,7 @@ def build(case: str, length: int, device: str):
 def run(method: str, model, tok, ids: list[int], doc: str, length: int) -> float:
     """NLL in nats per token over the n − 1 document tokens."""
     if method == "hf-logscale":
-        from hf_logscale.eval import perplexity
+        from hf_logscale.evaluation import perplexity
 
         return perplexity(model, tok, [ids], length, batch_size=1).nll
     if method == "labels":

@@ -2,8 +2,8 @@
 unpatched, in one process, interleaved.
 
 The model (default SmolLM2-135M-Instruct, float32, sdpa) is loaded once. At each length: a perplexity cell (the
-first n tokens of Isaiah, every token scored, chunked loss: ``hf_logscale.eval.perplexity``) and a passkey cell
-(one prompt of exactly n tokens at depth 0.5, generation + teacher-forced scoring: ``hf_logscale.eval.passkey``).
+first n tokens of Isaiah, every token scored, chunked loss: ``hf_logscale.evaluation.perplexity``) and a passkey cell
+(one prompt of exactly n tokens at depth 0.5, generation + teacher-forced scoring: ``hf_logscale.evaluation.passkey``).
 Each repetition runs both sides back to back, alternating which goes first; the patched side applies
 ``--variant`` (default ``critical:tau=1``: the scale is live at every n > L) with the model's own RoPE, so the
 difference is the patch alone. Peak memory is the resident-set high-water mark above the resident set before the
@@ -31,7 +31,7 @@ import transformers
 
 import hf_logscale as hls
 from hf_logscale.data.sample import sample_corpus
-from hf_logscale.eval import passkey, perplexity
+from hf_logscale.evaluation import passkey, perplexity
 
 
 def _status(field: str) -> int:

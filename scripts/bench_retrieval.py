@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from hf_logscale.eval import passkey, passkey_prompts
-from hf_logscale.eval.batching import input_device
+from hf_logscale.evaluation import passkey, passkey_prompts
+from hf_logscale.evaluation.batching import input_device
 from hf_logscale.models import load
 
 

@@ -35,7 +35,7 @@ import torch
 from hf_logscale.compare import run_compare, write_outputs
 from hf_logscale.data.sources import load_documents
 from hf_logscale.diagnostics import band_entropy, run_diagnose
-from hf_logscale.eval import EvalSpec
+from hf_logscale.evaluation import EvalSpec
 from hf_logscale.models import load, reference_model, train_length
 from hf_logscale.results import ResultStore, write_atomic
 from hf_logscale.tables import mean_by

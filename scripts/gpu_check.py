@@ -93,7 +93,7 @@ def correctness(args, device: str, impls: list[str]) -> dict:
     hls.patch(ref, scheme)
     want = ref(ids, use_cache=False).logits.float()
     del ref
-    out: dict = {"length": args.check_len, "scheme": scheme.spec}
+    out: dict = {"length": args.check_len, "scheme": scheme.text}
     patched_logits = {}
     for impl in impls:
         model = build(args.layers, args.smoke, torch.bfloat16, impl, device)

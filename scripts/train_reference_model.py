@@ -38,8 +38,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 import hf_logscale as hls
 from hf_logscale.data.passkey import KEY_RANGE, build_passkey, min_length
 from hf_logscale.data.sample import HELD_OUT, sample_corpus
-from hf_logscale.eval import passkey, perplexity, tokenize_documents
-from hf_logscale.eval.retrieval import score_all
+from hf_logscale.evaluation import passkey, perplexity, tokenize_documents
+from hf_logscale.evaluation.retrieval import score_all
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 import hf_logscale as hls
 from hf_logscale.cli import main
 from hf_logscale.compare import run_compare
-from hf_logscale.eval import EvalSpec
+from hf_logscale.evaluation import EvalSpec
 from hf_logscale.models import REFERENCE_MODEL
 from hf_logscale.results import ResultStore
 from hf_logscale.theory import phase_diagram, point, sweep_n
@@ -410,7 +410,7 @@ def test_a_folder_with_weights_and_a_patch_file_uses_its_own_weights_and_says_so
     with pytest.warns(UserWarning, match="holds its own weights: they are loaded; the base named in its .* is not"):
         model, _ = hls.load(folder)
     assert model._hf_logscale_source["adapter_base_not_loaded"] == "someone/else"
-    assert hls.patch_state(model).variant.spec == "logn"  # the patch file's variant, on the folder's weights
+    assert hls.patch_state(model).variant.text == "logn"  # the patch file's variant, on the folder's weights
 
 
 def test_the_corpus_covers_every_class():

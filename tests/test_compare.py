@@ -16,8 +16,7 @@ import hf_logscale as hls
 from hf_logscale import compare as compare_mod
 from hf_logscale.cli import main
 from hf_logscale.compare import default_variants, run_compare, write_outputs, yarn_factor
-from hf_logscale.eval import EvalSpec, get_task
-from hf_logscale.eval import run as run_mod
+from hf_logscale.evaluation import EvalSpec, get_task
 from hf_logscale.models import REFERENCE_MODEL
 from hf_logscale.results import ResultStore
 from hf_logscale.variants import parse_variant, split_variants
@@ -72,22 +71,22 @@ def test_matrix_end_to_end_and_resume(tiny_dir, tmp_path, monkeypatch):
     chosen = variants("none", "yarn:factor=2")
     specs = [EvalSpec.taking(t, (128, 256), SETTINGS) for t in ("ppl", "passkey")]
     calls = []
-    real = compare_mod.run_eval
+    real = compare_mod.evaluate
 
-    def interrupted(model, tok, variant, spec, store, **kw):
-        calls.append((variant.label, spec.task))
-        if variant.label == "yarn:factor=2.0" and spec.task == "passkey" and len(calls) < 5:
+    def interrupted(model, tok, spec, store, **kw):
+        calls.append((kw["variant"], spec.task))
+        if kw["variant"] == "yarn:factor=2.0" and spec.task == "passkey" and len(calls) < 5:
             raise KeyboardInterrupt  # killed in the second variant's second task
-        return real(model, tok, variant, spec, store, **kw)
+        return real(model, tok, spec, store, **kw)
 
-    monkeypatch.setattr(compare_mod, "run_eval", interrupted)
+    monkeypatch.setattr(compare_mod, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_compare(model, tok, chosen, specs, ResultStore(out), model_name="tiny")
     finished = {(r["variant"], r["task"]) for r in ResultStore(out).records()}
     assert finished == {("none", "ppl"), ("none", "passkey"), ("yarn:factor=2.0", "ppl")}
 
     cells = []
-    monkeypatch.setattr(compare_mod, "run_eval", real)
+    monkeypatch.setattr(compare_mod, "evaluate", real)
     passkey = type(get_task("passkey"))
     real_cell = passkey.run
     monkeypatch.setattr(
@@ -142,15 +141,25 @@ def test_model_is_restored_after_the_matrix(tiny_dir, tmp_path, monkeypatch):
             ResultStore(tmp_path),
             model_name="t",
         )
-    real = run_mod.evaluate
+    real = compare_mod.evaluate
 
     def spy(m, *a, **k):
         seen.append((k["variant"], m.config.max_position_embeddings, hls.is_patched(m)))
         return real(m, *a, **k)
 
-    monkeypatch.setattr(run_mod, "evaluate", spy)
+    monkeypatch.setattr(compare_mod, "evaluate", spy)
     run_compare(model, tok, variants("none", "yarn:factor=4", "logn"), [spec], ResultStore(tmp_path), model_name="t")
     assert seen == [("none", 128, False), ("yarn:factor=4.0", 512, True), ("logn", 128, True)]
+    seen.clear()  # a variant is applied once for all its tasks
+    run_compare(
+        model,
+        tok,
+        variants("logn"),
+        [spec, spec_ppl := EvalSpec("ppl", (64,), max_documents=1)],
+        ResultStore(tmp_path / "two"),
+        model_name="t",
+    )
+    assert seen == [("logn", 128, True), ("logn", 128, True)] and spec_ppl.task == "ppl"
     assert not hls.is_patched(model) and torch.equal(model(x).logits, before)
     with pytest.raises(ValueError, match="listed twice"):
         run_compare(model, tok, variants("logn", "logn"), [spec], ResultStore(tmp_path), model_name="t")
@@ -231,3 +240,19 @@ def test_two_processes_equal_one(tiny_dir, tmp_path):
         for t1, t2 in zip(r.get("trials") or [], b[k].get("trials") or [], strict=True):
             assert t2["tf_logprob"] == pytest.approx(t1["tf_logprob"], rel=1e-6, abs=1e-6)
             assert {**t2, "tf_logprob": 0} == {**t1, "tf_logprob": 0}
+
+
+def test_a_cell_does_not_depend_on_what_ran_before_it(tiny_dir, tmp_path):
+    """Dynamic NTK keeps the frequencies of the longest sequence it saw: every cell starts from the variant's own
+    rotary state, so a passkey cell at L gives the same scores after a perplexity cell at 4 L as alone."""
+    model, tok = hls.load(str(tiny_dir))
+    L = model.config.max_position_embeddings
+    passkey = EvalSpec("passkey", (L,), depths=(0.5,), trials=2)
+    longer = EvalSpec("ppl", (4 * L,), max_documents=1)
+    dynamic = variants("dynamic:factor=4")
+    alone = run_compare(model, tok, dynamic, [passkey], ResultStore(tmp_path / "a"), model_name="t").records
+    after = run_compare(model, tok, dynamic, [longer, passkey], ResultStore(tmp_path / "b"), model_name="t").records
+    after = [r for r in after if r["task"] == "passkey"]
+    assert [r["metric"] for r in alone] == [r["metric"] for r in after]
+    for a, b in zip(alone, after, strict=True):
+        assert a["value"] == pytest.approx(b["value"], rel=1e-6, abs=1e-6), a["metric"]

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 import hf_logscale as hls
 from hf_logscale.data import sample_corpus
 from hf_logscale.data.passkey import FILLER, INTRO, NEEDLE, QUESTION, first_integer
-from hf_logscale.eval import (
+from hf_logscale.evaluation import (
     EvalSpec,
     Haystack,
     build_needle,
@@ -27,13 +27,13 @@ from hf_logscale.eval import (
     perplexity_windows,
     tokenize_documents,
 )
-from hf_logscale.eval import logprobs as logprobs_mod
-from hf_logscale.eval import retrieval as retrieval_mod
-from hf_logscale.eval.retrieval import score_prompts
+from hf_logscale.evaluation import logprobs as logprobs_mod
+from hf_logscale.evaluation import retrieval as retrieval_mod
+from hf_logscale.evaluation.retrieval import score_prompts
 from hf_logscale.models import REFERENCE_MODEL
 from hf_logscale.results import ResultStore
 
-perplexity_mod = sys.modules["hf_logscale.eval.perplexity"]  # the module (the package exports the function)
+perplexity_mod = sys.modules["hf_logscale.evaluation.perplexity"]  # the module (the package exports the function)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_resume_skips_finished_cells(tok, docs, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the run is killed during the second cell
         return real(m, t, d, n, **kw)
 
-    task_mod = sys.modules["hf_logscale.eval.tasks.ppl"]  # where the ppl task looks the evaluator up
+    task_mod = sys.modules["hf_logscale.evaluation.tasks.ppl"]  # where the ppl task looks the evaluator up
     monkeypatch.setattr(task_mod, "perplexity", killed_at_40)
     with pytest.raises(KeyboardInterrupt):
         evaluate(model, tok, spec, store, model_name="tiny")

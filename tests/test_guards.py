@@ -16,10 +16,10 @@ from test_patching import SCHEMES as PATCHING_SCHEMES
 from test_zoo import CONFIGS
 
 import hf_logscale as hls
-from hf_logscale.eval import TASKS, parse_depths
+from hf_logscale.evaluation import TASKS, parse_depths
+from hf_logscale.grammar import ROPE_KIND_NAMES
 from hf_logscale.patching.families import FAMILIES
 from hf_logscale.schemes import Scheme, _param, register
-from hf_logscale.spec import ROPE_KIND_NAMES
 
 EVAL_TASKS = Path(__file__).resolve().parents[1] / "eval_tasks"
 
@@ -124,6 +124,7 @@ def test_every_task_has_an_eval_command_and_compare_options_with_its_settings():
 
 def test_no_import_circle():
     import grimp  # import-linter's graph library, a dev dependency
+
     graph = grimp.build_graph("hf_logscale")
     circles = [
         chain

@@ -14,7 +14,7 @@ from lm_eval.tasks import TaskManager  # noqa: E402
 
 import hf_logscale as hls  # noqa: E402
 from hf_logscale.data import sample_corpus  # noqa: E402
-from hf_logscale.eval import passkey, perplexity, tokenize_documents  # noqa: E402
+from hf_logscale.evaluation import passkey, perplexity, tokenize_documents  # noqa: E402
 from hf_logscale.lmeval import LogScaleLM, task_path  # noqa: E402
 
 META = {"max_seq_lengths": [256, 512], "depths": [0.0, 0.5, 1.0], "trials": 4, "seed": 0}
@@ -33,7 +33,7 @@ def evaluate(lm, tasks, meta=META):
 def test_registered_and_variant_round_trips_through_model_args():
     assert get_model("hf-logscale") is LogScaleLM
     lm = LogScaleLM.create_from_arg_string("variant=yarn:factor=4;attention_factor=1+logn,batch_size=2")
-    assert lm.variant.spec == hls.parse_variant("yarn:factor=4,attention_factor=1+logn").spec
+    assert lm.variant.text == hls.parse_variant("yarn:factor=4,attention_factor=1+logn").text
     report = hls.describe(lm.model)
     assert report.rope.startswith("yarn") and "logn" in report.variant
     assert LogScaleLM.create_from_arg_string("variant=none").variant is None

@@ -253,7 +253,7 @@ def test_failed_patch_keeps_the_previous_one():
             model,
             hls.Variant(rope=hls.RopeSetting("longrope", {"short_factor": [1.0], "long_factor": [1.0], "factor": 2})),
         )
-    assert hls.patch_state(model).variant.spec == "yarn:factor=4.0+logn"
+    assert hls.patch_state(model).variant.text == "yarn:factor=4.0+logn"
     assert torch.equal(model(x).logits, active)
     with pytest.raises(ValueError, match="selected no attention layer"):
         with hls.patched(model, hls.LogScaleConfig("ssmax", layers=lambda i: False)):
@@ -292,7 +292,7 @@ def test_per_layer_parameters_apply_save_and_reload(family, tmp_path):
     assert rel(got, want) <= 1e-5
     assert rel(got, reference_logits(model, x, ref_scale("critical", L, tau=0.5))) > 1e-3  # layer 1 differs
     assert hls.verify(model).ok and hls.describe(model).layer_params == {1: {"tau": 2.0}}
-    assert hls.parse_variant(scale.spec).scale == scale  # the grammar carries it: critical:...,per_layer=1/tau=2.0
+    assert hls.parse_variant(scale.text).scale == scale  # the grammar carries it: critical:...,per_layer=1/tau=2.0
     recipe = tmp_path / "per-layer.toml"
     recipe.write_text('[scale]\nscheme = "critical"\ntrain_len = 16\ntau = 0.5\n[scale.per_layer]\n1 = { tau = 2.0 }\n')
     assert hls.load_recipe(str(recipe)).scale == scale

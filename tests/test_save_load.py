@@ -79,7 +79,7 @@ def test_variant_argument_replaces_saved_patch(base_dir, tmp_path):
     with pytest.warns(UserWarning):
         again, _ = hls.load(out, variant="ssmax")
     state = hls.patch_state(again)
-    assert state.variant.spec == "ssmax" and state.rope is None
+    assert state.variant.text == "ssmax" and state.rope is None
     assert rope_params(again.config)["rope_type"] == "default"
 
 

@@ -10,7 +10,7 @@ import torch
 from hf_logscale import checks
 from hf_logscale.cli import main
 from hf_logscale.compare import run_compare, write_outputs
-from hf_logscale.eval import (
+from hf_logscale.evaluation import (
     TASKS,
     CellResult,
     EvalSpec,
@@ -59,7 +59,7 @@ class Toy(Task):
         rows = [[str(r["length"]), f"{r['value']:.3f}"] for r in records]
         return Table(f"toy: {records[0]['variant']}", ["n", "loss"], rows, text_columns=0)
 
-    def reading(self, records, variants, train_len):
+    def findings(self, records, variants, train_len):
         return [f"The toy task saw {len(records)} records."]
 
 

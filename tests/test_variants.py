@@ -29,12 +29,12 @@ def test_grammar(spec, rope, scheme, params):
     v = hls.parse_variant(spec)
     assert (v.rope.kind, dict(v.rope.params)) == rope if rope else v.rope is None
     assert v.scale.scheme == scheme and dict(v.scale.params) == pytest.approx(params)
-    assert hls.parse_variant(v.spec) == v  # canonical form round-trips
+    assert hls.parse_variant(v.text) == v  # canonical form round-trips
 
 
 def test_train_len_in_spec():
     v = hls.parse_variant("logn:train_len=8192")
-    assert v.scale.train_len == 8192 and v.spec == "logn:train_len=8192"
+    assert v.scale.train_len == 8192 and v.text == "logn:train_len=8192"
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ from reference import ref_scale, reference_logits
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import hf_logscale as hls
+from hf_logscale.patching.audit import TABLE_MULTIPLES, verify_plan
 from hf_logscale.patching.families import FAMILIES
-from hf_logscale.patching.inspect import TABLE_MULTIPLES, verify_plan
 from hf_logscale.rope import ROPE_KINDS as ROPE_KINDS_SPEC
 from hf_logscale.rope import rope_params
 from hf_logscale.train_length import resolve_train_len

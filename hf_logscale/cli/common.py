@@ -10,7 +10,7 @@ __all__ = ["load_model", "results_store"]
 
 
 def load_model(
-    model: str | None,
+    model_name: str | None,
     dtype: Any,
     device: str | None,
     attn: str | None,
@@ -19,27 +19,27 @@ def load_model(
 ) -> tuple[Any, Any, Any]:
     """``(model, tokenizer, L)`` with the device this process should use (one per process under ``accelerate
     launch``, where only the main process prints); L is a ``TrainLength`` (None when the config states none)."""
-    from ..distributed import current, placement
+    from ..distributed import placement, process_group
     from ..models import load, train_length
 
     device = placement(device, device_map)
-    if not current().main:
+    if not process_group().main:
         out.quiet = err.quiet = True
-    err.print(f"Loading {model or 'the reference model'} …")
-    net, tok = load(
-        model, variant=variant, dtype=dtype.value, device=device, device_map=device_map, attn_implementation=attn
+    err.print(f"Loading {model_name or 'the reference model'} …")
+    model, tok = load(
+        model_name, variant=variant, dtype=dtype.value, device=device, device_map=device_map, attn_implementation=attn
     )
-    tl = train_length(net)
-    err.print(f"L = {tl or 'unknown'}")
-    return net, tok, tl
+    train_len_info = train_length(model)
+    err.print(f"L = {train_len_info or 'unknown'}")
+    return model, tok, train_len_info
 
 
 def results_store(out_dir: Any):
     """The results folder, locked by the process that writes it (the main one under a launcher); a run that fails
     before writing a record leaves no folder behind."""
-    from ..distributed import current
+    from ..distributed import process_group
     from ..results import ResultStore
 
-    store = ResultStore(out_dir, lock=current().main)
+    store = ResultStore(out_dir, lock=process_group().main)
     store.open()
     return store

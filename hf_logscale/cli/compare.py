@@ -39,7 +39,7 @@ __all__ = ["compare"]
 
 
 def compare(
-    model: ModelOpt = None,
+    model_name: ModelOpt = None,
     variants: Annotated[
         str | None,
         typer.Option(
@@ -73,7 +73,7 @@ def compare(
     Example: hf-logscale compare  (the reference model, offline; add --model Qwen/Qwen2.5-7B --device-map auto)
     """
     from ..compare import default_variants, run_compare, write_outputs
-    from ..eval import EvalSpec, get_task, length_parts, parse_depths, parse_lengths
+    from ..evaluation import EvalSpec, get_task, length_parts, parse_depths, parse_lengths
 
     task_list = [get_task(t.strip()) for t in tasks.split(",") if t.strip()]
     if not task_list:
@@ -87,15 +87,15 @@ def compare(
     for t in task_list:
         EvalSpec.taking(t.name, (2,), settings)  # checked now, before the model loads
     with results_store(out_dir) as store:  # refuses a folder another run is writing, before the model loads
-        net, tok, tl = load_model(model, dtype, device, attn, device_map)
-        L = tl.value if tl else None
+        model, tok, train_len_info = load_model(model_name, dtype, device, attn, device_map)
+        L = train_len_info.value if train_len_info else None
         lens = parse_lengths(lengths, L)
         chosen = chosen or default_variants(lens[-1], L or lens[-1])
         specs = [EvalSpec.taking(t.name, lens, settings) for t in task_list]
-        name = model or "reference"
+        name = model_name or "reference"
         err.print(f"tasks {tasks}; lengths {', '.join(map(str, lens))}; variants {', '.join(v.label for v in chosen)}")
         with Progress() as bar:
-            result = run_compare(net, tok, chosen, specs, store, model_name=name, batch_size=size, progress=bar)
+            result = run_compare(model, tok, chosen, specs, store, model_name=name, batch_size=size, progress=bar)
         command, shown = "hf-logscale " + " ".join(sys.argv[1:]), {"tasks": tasks, "lengths": lens, **settings}
         report = write_outputs(result, store.dir, model_name=name, train_len=L, settings=shown, command=command)
     print_grids(result, task_list, L)

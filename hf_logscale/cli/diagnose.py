@@ -26,7 +26,7 @@ WindowsOpt = Annotated[int, typer.Option(min=1, help="Windows of held-out text p
 
 
 def diagnose(
-    model: ModelOpt = None,
+    model_name: ModelOpt = None,
     variants: Annotated[str, typer.Option(help="Comma-separated variant specs or @recipes.")] = (
         "none,logn,critical:tau=0.5,critical:tau=2"
     ),
@@ -47,15 +47,16 @@ def diagnose(
     """
     from ..data.sources import load_documents
     from ..diagnostics import run_diagnose
-    from ..eval import parse_lengths
+    from ..evaluation import parse_lengths
 
     chosen = parse_variants(variants)
-    net, tok, tl = load_model(model, dtype, device, attn)
-    lens = parse_lengths(lengths, tl.value if tl else None)
+    model, tok, train_len_info = load_model(model_name, dtype, device, attn)
+    L = train_len_info.value if train_len_info else None
+    lens = parse_lengths(lengths, L)
     texts = [d.text for d in load_documents(dataset)]
     with Progress() as bar:
         diag = run_diagnose(
-            net,
+            model,
             tok,
             texts,
             chosen,
@@ -64,13 +65,13 @@ def diagnose(
             gradients=gradients,
             advance=bar("variants × lengths", len(chosen) * len(lens)),
         )
-    files = diag.write(out_dir, model or "reference", tl.value if tl else None)
+    files = diag.write(out_dir, model_name or "reference", L)
     print_table(diag.entropy_table())
     out.print("Wrote " + ", ".join(str(f) for f in files))
 
 
 def calibrate(
-    model: ModelOpt = None,
+    model_name: ModelOpt = None,
     lengths: Annotated[str, typer.Option(help="Lengths to match (beyond L): 2x,4x or 512,1k.")] = "2x,4x,8x,16x",
     objective: Annotated[
         Objective,
@@ -93,23 +94,24 @@ def calibrate(
     from ..data.sources import load_documents
     from ..diagnostics import calibrate as fit
     from ..diagnostics import calibrate_layers, layers_table, token_windows
-    from ..eval import parse_lengths
+    from ..evaluation import parse_lengths
     from ..results import write_atomic
 
     if out_file.suffix != ".toml":
         raise UserError(f"--out must be a .toml recipe file, got {out_file}")
-    net, tok, tl = load_model(model, dtype, device, attn)
-    if tl is None:
+    model, tok, train_len_info = load_model(model_name, dtype, device, attn)
+    if train_len_info is None:
         raise UserError("the model config states no training length; calibration needs one (--train-len)")
-    lens = parse_lengths(lengths, tl.value)
+    L = train_len_info.value
+    lens = parse_lengths(lengths, L)
     ws = token_windows(tok, [d.text for d in load_documents(dataset)], max(lens), windows)
-    result = fit(net, ws, lens, tl.value, objective=objective.value, log=err.print)
+    result = fit(model, ws, lens, L, objective=objective.value, log=err.print)
     print_table(result.curve_table())
-    print_table(result.table(tl.value))
-    layers = calibrate_layers(net, ws, lens, tl.value, objective=objective.value, log=err.print) if per_layer else []
+    print_table(result.table(L))
+    layers = calibrate_layers(model, ws, lens, L, objective=objective.value, log=err.print) if per_layer else []
     if layers:
         print_table(layers_table(layers))
     what = "attention entropy matched to L" if objective.value == "entropy" else "held-out NLL minimised"
     desc = f"critical τ calibrated on {model or 'the reference model'} at {list(result.lengths)}: {what}"
-    write_atomic(out_file, result.recipe(tl.value, desc, layers))
+    write_atomic(out_file, result.recipe(L, desc, layers))
     out.print(f"Wrote {out_file}: use it as --recipe {out_file} or in --variants @{out_file}")

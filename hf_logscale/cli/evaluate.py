@@ -82,10 +82,10 @@ def _command(task: str, doc: str, example: str, fields: tuple[str, ...]) -> Call
     def command(**kw: Any) -> None:
         settings = {f: kw[f].value if isinstance(kw[f], Enum) else kw[f] for f in fields if f != "depths"}
         placement = (kw["batch_size"], kw["dtype"], kw["device"], kw["attn"], kw["out_dir"])
-        _evaluate(task, kw["model"], kw["variant"], kw["lengths"], kw.get("depths"), settings, *placement)
+        _evaluate(task, kw["model_name"], kw["variant"], kw["lengths"], kw.get("depths"), settings, *placement)
 
     options = [
-        ("model", ModelOpt, None),
+        ("model_name", ModelOpt, None),
         ("variant", VariantOpt, None),
         ("lengths", LengthsOpt, "1x,2x,4x,8x,16x"),
         *((f, *_SETTINGS[f]) for f in fields),
@@ -109,9 +109,19 @@ for _name, (_doc, _example, _fields) in COMMANDS.items():
 
 
 def _evaluate(
-    task: str, model, variant, lengths, depths, settings: dict[str, Any], batch_size, dtype, device, attn, out_dir: Path
+    task: str,
+    model_name,
+    variant,
+    lengths,
+    depths,
+    settings: dict[str, Any],
+    batch_size,
+    dtype,
+    device,
+    attn,
+    out_dir: Path,
 ) -> None:
-    from ..eval import EvalSpec, get_task, length_parts, parse_depths, parse_lengths, run_eval
+    from ..evaluation import EvalSpec, get_task, length_parts, parse_depths, parse_lengths, run_eval
     from ..variants import Variant, parse_variant
 
     v = parse_variant(variant) if variant is not None else Variant()  # checked before the (slow) model load
@@ -121,10 +131,14 @@ def _evaluate(
         settings["depths"] = parse_depths(depths)
     EvalSpec(task=task, lengths=(2,), **settings)  # every other setting checked now, before the model loads
     with results_store(out_dir) as store:  # refuses a folder another run is writing, before the model loads
-        net, tok, tl = load_model(model, dtype, device, attn)
-        spec = EvalSpec(task=task, lengths=parse_lengths(lengths, tl.value if tl else None), **settings)
+        model, tok, train_len_info = load_model(model_name, dtype, device, attn)
+        spec = EvalSpec(
+            task=task, lengths=parse_lengths(lengths, train_len_info.value if train_len_info else None), **settings
+        )
         err.print(f"{task}: lengths {', '.join(map(str, spec.lengths))}; variant {v.label}; results → {store.path}")
         with Progress() as bar:
-            records = run_eval(net, tok, v, spec, store, model_name=model or "reference", batch_size=size, progress=bar)
-    print_table(get_task(task).table(records, tl.value if tl else None))
+            records = run_eval(
+                model, tok, v, spec, store, model_name=model_name or "reference", batch_size=size, progress=bar
+            )
+    print_table(get_task(task).table(records, train_len_info.value if train_len_info else None))
     out.print(f"Results: {store.path} and {store.dir / 'summary.csv'}")

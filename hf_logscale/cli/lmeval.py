@@ -41,8 +41,8 @@ def lm_eval_cmd(
     Example: hf-logscale lm-eval --tasks logscale_passkey,logscale_ppl --lengths 1x,2x,4x --variant logn
     """
     from .. import lmeval
-    from ..eval import parse_lengths
-    from ..spec import parse_items
+    from ..evaluation import parse_lengths
+    from ..grammar import parse_items
     from ..tables import Table
     from ..variants import parse_variant
 

@@ -16,7 +16,7 @@ __all__ = ["describe", "fetch"]
 
 
 def describe(
-    model: ModelOpt = None,
+    model_name: ModelOpt = None,
     variant: VariantOpt = None,
     dtype: DTypeOpt = DType.float32,
     device: DeviceOpt = None,
@@ -28,14 +28,14 @@ def describe(
     Example: hf-logscale describe --model smollm2-135m --variant logn
     """
     from ..patching import is_patched, patch
-    from ..patching.inspect import describe as report
+    from ..patching.audit import describe as report
     from ..variants import parse_variant
 
     chosen = parse_variant(variant) if variant is not None else None  # checked before the (slow) model load
-    net, _, _ = load_model(model, dtype, device, attn)
-    if chosen is not None or not is_patched(net):
-        patch(net, chosen or "none")
-    print_patch_report(report(net))
+    model, _, _ = load_model(model_name, dtype, device, attn)
+    if chosen is not None or not is_patched(model):
+        patch(model, chosen or "none")
+    print_patch_report(report(model))
 
 
 def fetch(

@@ -39,7 +39,7 @@ def schemes() -> None:
 
 
 def patch(
-    model: ModelOpt = None,
+    model_name: ModelOpt = None,
     scheme: Annotated[str | None, typer.Option(help="β_n scheme name (see `hf-logscale schemes`).")] = None,
     train_len: Annotated[int | None, typer.Option(help="L; default: resolved for the model (printed).")] = None,
     tau: Annotated[float | None, typer.Option(help="τ of the critical scheme.")] = None,
@@ -61,7 +61,7 @@ def patch(
     """
     from ..models import check_save_dir, save_patched
     from ..patching import patch as apply
-    from ..patching.inspect import describe, verify
+    from ..patching.audit import describe, verify
     from ..variants import variant_from_options
 
     if merge and out_dir is None:
@@ -72,17 +72,17 @@ def patch(
     layer_ids = parse_layers(layers)  # checked before the (slow) model load
     if out_dir is not None:
         check_save_dir(out_dir)
-    net, tok, _ = load_model(model, dtype, device, attn)
-    apply(net, v, layers=layer_ids)
-    print_patch_report(describe(net))
-    check = verify(net)
+    model, tok, _ = load_model(model_name, dtype, device, attn)
+    apply(model, v, layers=layer_ids)
+    print_patch_report(describe(model))
+    check = verify(model)
     if not check.ok:
         out.print(f"[red]✗ verification failed[/red]: {check.message}")
         raise typer.Exit(1)
     probed = ", ".join(str(p + 1) for p in check.positions)
     out.print(f"[green]✓ verified[/green]: one forward pass at n = {probed} — {check.message}")
     if out_dir is not None:
-        path = save_patched(net, out_dir, tok, merge=merge)
+        path = save_patched(model, out_dir, tok, merge=merge)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         kind = "merged model" if merge else "patched-model folder (no weights)"
         out.print(

@@ -23,7 +23,7 @@ import torch
 
 from ..config import LogScaleConfig
 from ..errors import UserError
-from ..eval.logprobs import decoder_hidden, next_token_nll
+from ..evaluation.logprobs import decoder_hidden, next_token_nll
 from ..patching import patched
 from ..patching.families import attention_layers
 from ..tables import Table

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..eval.perplexity import perplexity_windows, tokenize_documents
+from ..evaluation.perplexity import perplexity_windows, tokenize_documents
 from ..patching import applied, applied_label
 from ..results import write_atomic
 from ..tables import Table

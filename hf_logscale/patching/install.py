@@ -234,7 +234,7 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
 def applied_label(model: torch.nn.Module, variant: Variant | LogScaleConfig | str) -> str:
     """The label of what ``applied(model, variant)`` runs: ``variant``, or for ``none`` the saved patch (if any)."""
     v = as_variant(variant)
-    state = patch_state(model) if v.spec == "none" else None
+    state = patch_state(model) if v.is_identity else None
     return state.variant.label if state is not None else v.label
 
 
@@ -246,7 +246,7 @@ def applied(
     command: evaluation, compare, diagnostics. ``wrapper``: the block needs the attention wrapper (to observe
     queries), so an unpatched model gets the identity scheme, which is bit-identical."""
     v = as_variant(variant)
-    if v.spec == "none" and (is_patched(model) or not wrapper):
+    if v.is_identity and (is_patched(model) or not wrapper):
         yield model
         return
     with patched(model, v):

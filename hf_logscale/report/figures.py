@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..eval.task import TASKS, Figure, Task
+from ..evaluation.task import TASKS, Figure, Task
 from ..tables import mean_by
 
 __all__ = ["make_figures", "plot_heatmaps", "plot_lines", "plot_position_curves"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..eval.task import TASKS
+from ..evaluation.task import TASKS
 from ..results import write_atomic
 from ..tables import grid
 
@@ -46,7 +46,7 @@ def write_report(
         "",
         "## Reading",
         "",
-        *[f"- {s}" for task in tasks for s in task.reading(records, variants, train_len)],
+        *[f"- {s}" for task in tasks for s in task.findings(records, variants, train_len)],
         "",
     ]
     for task in tasks:

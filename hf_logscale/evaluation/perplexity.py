@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..distributed import current
+from ..distributed import process_group
 from ..errors import UserError
 from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
 from .logprobs import decoder_hidden, next_token_nll
@@ -155,7 +155,7 @@ def perplexity(
         pos_count.add_(scored.sum(0))
         return [(w.doc, float(row.sum()), int(k.sum())) for w, row, k in zip(batch, nll, scored, strict=True)]
 
-    dist = current()  # under `accelerate launch`: this process's share of the windows, sums combined after
+    dist = process_group()  # under `accelerate launch`: this process's share of the windows, sums combined after
     mine = dist.shard(windows)
     failed, sums = False, []
     try:

@@ -1,5 +1,5 @@
 """The perplexity task: NLL, perplexity and bits per byte at each length over the documents of a corpus
-(``truncate`` or ``sliding``; see ``hf_logscale.eval.perplexity``), with a per-position loss curve."""
+(``truncate`` or ``sliding``; see ``hf_logscale.evaluation.perplexity``), with a per-position loss curve."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class Perplexity(Task):
             )
         return table
 
-    def reading(self, records, variants, train_len) -> list[str]:
+    def findings(self, records, variants, train_len) -> list[str]:
         ppl = mean_by(records, self.name, "perplexity")
         if not ppl or "none" not in variants:
             return []

@@ -5,7 +5,7 @@ A task is one small class registered with ``@register_task``: its metrics (with 
 (each declared with its default and its check), how to load its data once and run one (length, depth) cell, the
 per-length table ``hf-logscale eval`` prints, the tables and plain sentences of the report, and its figures
 (declared by kind; drawn by ``hf_logscale.report.figures``). Adding a task is one module in
-``hf_logscale/eval/tasks/`` (found there by name, see its ``__init__``), like ``passkey.py``.
+``hf_logscale/evaluation/tasks/`` (found there by name, see its ``__init__``), like ``passkey.py``.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class Task(abc.ABC):
     def table(self, records: Sequence[dict[str, Any]], train_len: int | None) -> Table:
         """The per-length table ``hf-logscale eval`` prints for one variant's records."""
 
-    def reading(self, records: Sequence[dict[str, Any]], variants: Sequence[str], train_len: int | None) -> list[str]:
+    def findings(self, records: Sequence[dict[str, Any]], variants: Sequence[str], train_len: int | None) -> list[str]:
         """Plain sentences for the report, derived from the numbers."""
         return []
 

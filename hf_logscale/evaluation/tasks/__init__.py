@@ -1,5 +1,5 @@
 """The registered tasks, one module each: every module in this folder is imported (in name order) when the
-``hf_logscale.eval`` package is, and registers its task with ``@register_task``."""
+``hf_logscale.evaluation`` package is, and registers its task with ``@register_task``."""
 
 import importlib
 import pkgutil

@@ -24,7 +24,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from .. import checks
 from ..data.passkey import first_integer
-from ..distributed import current
+from ..distributed import process_group
 from ..errors import UserError
 from ..tables import Table, mean_by
 from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
@@ -204,7 +204,7 @@ def score_all(model, tokenizer, prompts, *, batch_size="auto", max_new_tokens: i
     """Score prompts (objects with ``input_ids``, ``answer_ids``, ``key``) in batches, split across processes
     under ``accelerate launch``; every process gets all trials, in order. Raises ``OutOfMemory`` everywhere if a
     single prompt does not fit on any process."""
-    dist = current()
+    dist = process_group()
     mine = dist.shard(prompts)
     scored: list[Trial] = []
     try:
@@ -273,7 +273,7 @@ class RetrievalTask(Task):
             table.rows.append([str(n), ratio, *accs, *(f"{m:.2f}" for m in means)])
         return table
 
-    def reading(self, records, variants, train_len) -> list[str]:
+    def findings(self, records, variants, train_len) -> list[str]:
         acc = mean_by(records, self.name, "accuracy")
         if not acc:
             return []

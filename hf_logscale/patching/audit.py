@@ -10,6 +10,7 @@ from ..errors import UserError
 from ..rope import attention_factor, rope_params
 from .families import attention_layers, family_of, layer_window
 from .install import PatchState, patch_state
+from .rotary_state import rotary_snapshot
 
 __all__ = ["PatchReport", "VerifyPlan", "VerifyReport", "describe", "verify", "verify_plan", "TABLE_MULTIPLES"]
 
@@ -156,14 +157,14 @@ def verify(model: torch.nn.Module) -> VerifyReport:
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (1, len(positions)), generator=torch.Generator().manual_seed(0)).to(device)
     pos = torch.tensor([positions], device=device)
-    snapshot = _snapshot_rotary(model)
+    restore = rotary_snapshot(model)
     state.scale.probe = {}
     try:
         model(input_ids=ids, position_ids=pos, use_cache=False)
         seen_raw = dict(state.scale.probe)
     finally:
         state.scale.probe = None
-        _restore_rotary(snapshot)
+        restore()
 
     seen: dict[int, list[float] | None] = {}
     bad = []
@@ -184,21 +185,3 @@ def verify(model: torch.nn.Module) -> VerifyReport:
     scaled = any(abs(v - 1.0) > 0 for vals in seen.values() if vals for v in vals)
     what = "scaled queries seen" if scaled else "s = 1 at every probed n: an identity scale, logits unchanged"
     return VerifyReport(positions, expected, seen, True, f"{len(seen)} patched layers active: {what}")
-
-
-def _snapshot_rotary(model: torch.nn.Module) -> list[tuple[torch.nn.Module, dict, dict]]:
-    snap = []
-    for m in model.modules():
-        if type(m).__name__.endswith("RotaryEmbedding"):
-            buffers = {k: v.clone() for k, v in m._buffers.items() if v is not None}
-            scalars = {k: v for k, v in vars(m).items() if isinstance(v, (int, float, str, bool))}
-            snap.append((m, buffers, scalars))
-    return snap
-
-
-def _restore_rotary(snap: list[tuple[torch.nn.Module, dict, dict]]) -> None:
-    for m, buffers, scalars in snap:
-        for k, v in buffers.items():
-            m._buffers[k] = v
-        for k, v in scalars.items():
-            setattr(m, k, v)

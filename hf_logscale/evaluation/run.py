@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..distributed import current
+from ..distributed import process_group
 from ..errors import UserError
 from ..models import train_length
 from ..patching import applied, applied_label
+from ..patching.rotary_state import reset_dynamic_rope
 from ..results import ResultStore, cell_id, versions
 from ..variants import Variant
 from .batching import OutOfMemory, input_device
@@ -106,22 +107,23 @@ def evaluate(
         }
         for n, d in task.cells(spec)
     ]
-    dist = current()  # under `accelerate launch`: every process computes its share, the main process writes
+    dist = process_group()  # under `accelerate launch`: every process computes its share, the main process writes
     done = dist.broadcast(store.finished() if dist.main else None)
     todo = [c for c in cells if cell_id(c) not in done]
     if not dist.main:
         progress = None
     data = task.prepare(tokenizer, spec, sorted({c["length"] for c in todo})) if todo else None
-    tl = train_length(model)
+    train_len_info = train_length(model)
     meta = {
         "seed": spec.settings.get("seed"),  # None: the task draws nothing at random
         "versions": versions(),
         "device": str(input_device(model)),
         "dtype": str(model.dtype),
-        "train_len": tl.value if tl else None,
-        "train_len_source": tl.source if tl else None,
+        "train_len": train_len_info.value if train_len_info else None,
+        "train_len_source": train_len_info.source if train_len_info else None,
     }
     for cell in todo:
+        reset_dynamic_rope(model)  # every cell computes as on a fresh model, whatever ran before it
         n, d = cell["length"], cell["depth"]
         label = f"{task.name} n={n}" + (f" depth={d:g}" if d is not None else "")
         advance = _scaled(progress(label, task.items(data, spec, n)), dist.world) if progress else None
