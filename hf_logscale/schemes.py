@@ -165,18 +165,18 @@ class Critical(Scheme):
 
 @register
 @dataclass(frozen=True)
-class SSMax(Scheme):
+class SSMax(Critical):
+    """SSMax below L; beyond it the critical line, whose τ = 1 is SSMax's own slope."""
+
     name: ClassVar[str] = "ssmax"
     formula: ClassVar[str] = "ln n / ln L  (no clip: < 1 below L); beyond L: 1 + τ·(ln n − ln L)/ln L"
     origin: ClassVar[str] = "Scalable-Softmax (Nakanishi 2025) with s = 1/ln L; τ varies the slope beyond L only"
-
-    tau: float = _param(1.0, "τ, the slope beyond L relative to SSMax's own (1 = SSMax)", minimum=0, maximum=100)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         s = torch.log(n) / self._lnL
         if self.tau == 1.0:  # SSMax itself, to the last bit
             return s
-        return torch.where(n > self.train_len, 1.0 + self.tau * (torch.log(n) - self._lnL) / self._lnL, s)
+        return torch.where(n > self.train_len, super().__call__(n), s)
 
 
 @register

@@ -12,25 +12,15 @@ import typer
 
 from .common import load_model, results_store
 from .options import (
+    SETTING_OPTIONS,
     AttnOpt,
     BatchOpt,
-    DatasetOpt,
-    DepthsOpt,
     DeviceOpt,
     DType,
     DTypeOpt,
-    FieldOpt,
     LengthsOpt,
-    MaxDocumentsOpt,
-    MaxNewTokensOpt,
-    Mode,
     ModelOpt,
-    ModeOpt,
     OutOpt,
-    SeedOpt,
-    SplitOpt,
-    StrideOpt,
-    TrialsOpt,
     VariantOpt,
     parse_batch_size,
 )
@@ -40,20 +30,6 @@ app = typer.Typer(
     help="Long-context evaluation: perplexity across lengths, passkey and needle retrieval.", no_args_is_help=True
 )
 
-
-# a task setting -> its option (annotation, default); the defaults are the tasks' own (tests/test_guards.py)
-_SETTINGS: dict[str, tuple[Any, Any]] = {
-    "depths": (DepthsOpt, "0,0.25,0.5,0.75,1"),
-    "trials": (TrialsOpt, 10),
-    "seed": (SeedOpt, 0),
-    "dataset": (DatasetOpt, "sample"),
-    "field": (FieldOpt, None),
-    "split": (SplitOpt, None),
-    "mode": (ModeOpt, Mode.truncate),
-    "stride": (StrideOpt, None),
-    "max_documents": (MaxDocumentsOpt, None),
-    "max_new_tokens": (MaxNewTokensOpt, 10),
-}
 
 # `eval <task>`: help, example and the settings it takes, in help order. Kept here so that `--help` imports no task
 # (they import torch); tests/test_guards.py checks them against the registered tasks' own settings.
@@ -88,7 +64,7 @@ def _command(task: str, doc: str, example: str, fields: tuple[str, ...]) -> Call
         ("model_name", ModelOpt, None),
         ("variant", VariantOpt, None),
         ("lengths", LengthsOpt, "1x,2x,4x,8x,16x"),
-        *((f, *_SETTINGS[f]) for f in fields),
+        *((f, *SETTING_OPTIONS[f]) for f in fields),
         ("batch_size", BatchOpt, "auto"),
         ("dtype", DTypeOpt, DType.auto),
         ("device", DeviceOpt, None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,6 +27,7 @@ __all__ = [
     "ModeOpt",
     "ModelOpt",
     "OutOpt",
+    "SETTING_OPTIONS",
     "SeedOpt",
     "SplitOpt",
     "StrideOpt",
@@ -105,6 +106,21 @@ BatchOpt = Annotated[
     str, typer.Option(help="Windows/prompts per forward pass, or auto (about 32k tokens); halves on out-of-memory.")
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Results folder: results.jsonl (resumable) and summary.csv.")]
+
+
+# a task setting -> its option (annotation, default) in `eval <task>`; the defaults are the tasks' own (a guard test)
+SETTING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "depths": (DepthsOpt, "0,0.25,0.5,0.75,1"),
+    "trials": (TrialsOpt, 10),
+    "seed": (SeedOpt, 0),
+    "dataset": (DatasetOpt, "sample"),
+    "field": (FieldOpt, None),
+    "split": (SplitOpt, None),
+    "mode": (ModeOpt, Mode.truncate),
+    "stride": (StrideOpt, None),
+    "max_documents": (MaxDocumentsOpt, None),
+    "max_new_tokens": (MaxNewTokensOpt, 10),
+}
 
 
 def parse_batch_size(text: str) -> int | str:

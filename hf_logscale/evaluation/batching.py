@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..distributed import process_group
 from ..errors import UserError
 
-__all__ = ["OutOfMemory", "auto_batch_size", "in_batches", "input_device", "is_oom"]
+__all__ = ["OutOfMemory", "auto_batch_size", "in_batches", "input_device", "is_oom", "sharded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,6 +66,28 @@ def in_batches(
         if advance is not None:
             advance(len(chunk))
     return results
+
+
+def sharded(
+    items: Sequence[T],
+    batch_size: int | str | None,
+    tokens: int,
+    fn: Callable[[Sequence[T]], list[R]],
+    advance: Callable[[int], None] | None = None,
+) -> list[R]:
+    """``in_batches`` over this process's share of ``items`` (every item is its own share in one process; under
+    ``accelerate launch`` each process takes every world-th item); every process gets all results, in item order.
+    Raises ``OutOfMemory`` on every process when a single item did not fit on any of them."""
+    group = process_group()
+    mine = group.shard(items)
+    results: list[R] = []
+    try:
+        results = in_batches([x for _, x in mine], auto_batch_size(batch_size, tokens), fn, advance)
+    except OutOfMemory:
+        pass
+    if group.any(len(results) < len(mine)):
+        raise OutOfMemory("out of memory with batch size 1")
+    return group.gather([(i, r) for (i, _), r in zip(mine, results, strict=True)])
 
 
 def _free() -> None:

@@ -22,7 +22,7 @@ import torch
 
 from ..distributed import process_group
 from ..errors import UserError
-from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
+from .batching import input_device, sharded
 from .logprobs import decoder_hidden, next_token_nll
 
 __all__ = ["MODES", "PerplexityResult", "Window", "perplexity", "perplexity_windows", "tokenize_documents"]
@@ -155,17 +155,8 @@ def perplexity(
         pos_count.add_(scored.sum(0))
         return [(w.doc, float(row.sum()), int(k.sum())) for w, row, k in zip(batch, nll, scored, strict=True)]
 
-    dist = process_group()  # under `accelerate launch`: this process's share of the windows, sums combined after
-    mine = dist.shard(windows)
-    failed, sums = False, []
-    try:
-        sums = in_batches([w for _, w in mine], auto_batch_size(batch_size, length), run, advance)
-    except OutOfMemory:
-        failed = True
-    if dist.any(failed):
-        raise OutOfMemory(f"length {length}: out of memory with batch size 1")
-    dist.sum_(pos_sum, pos_count)
-    per_window = dist.gather([(i, t) for (i, _), t in zip(mine, sums, strict=True)])
+    per_window = sharded(windows, batch_size, length, run, advance)  # each process its share of the windows
+    process_group().sum_(pos_sum, pos_count)  # the per-position sums of all processes
     edges = _bucket_edges(length)
     curve_nll, curve_tokens = [], []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):

@@ -11,6 +11,7 @@ whether each is the top-1 prediction.
 
 from __future__ import annotations
 
+import abc
 import inspect
 import random
 import re
@@ -24,10 +25,9 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from .. import checks
 from ..data.passkey import first_integer
-from ..distributed import process_group
 from ..errors import UserError
 from ..tables import Table, mean_by
-from .batching import OutOfMemory, auto_batch_size, in_batches, input_device
+from .batching import input_device, sharded
 from .logprobs import decoder_hidden, logits_at
 from .task import CellResult, Metric, Setting, Task
 
@@ -204,28 +204,20 @@ def score_all(model, tokenizer, prompts, *, batch_size="auto", max_new_tokens: i
     """Score prompts (objects with ``input_ids``, ``answer_ids``, ``key``) in batches, split across processes
     under ``accelerate launch``; every process gets all trials, in order. Raises ``OutOfMemory`` everywhere if a
     single prompt does not fit on any process."""
-    dist = process_group()
-    mine = dist.shard(prompts)
-    scored: list[Trial] = []
-    try:
-        scored = in_batches(
-            [p for _, p in mine],
-            auto_batch_size(batch_size, len(prompts[0].input_ids)),
-            lambda batch: score_prompts(
-                model,
-                tokenizer,
-                [p.input_ids for p in batch],
-                [p.answer_ids for p in batch],
-                [p.key for p in batch],
-                max_new_tokens,
-            ),
-            advance,
-        )
-    except OutOfMemory:
-        pass
-    if dist.any(len(scored) < len(mine)):
-        raise OutOfMemory("out of memory with batch size 1")
-    return dist.gather([(i, t) for (i, _), t in zip(mine, scored, strict=True)])
+    return sharded(
+        prompts,
+        batch_size,
+        len(prompts[0].input_ids),
+        lambda batch: score_prompts(
+            model,
+            tokenizer,
+            [p.input_ids for p in batch],
+            [p.answer_ids for p in batch],
+            [p.key for p in batch],
+            max_new_tokens,
+        ),
+        advance,
+    )
 
 
 PASSKEY_THRESHOLD = 0.8  # YaRN's "passkey context": the largest length with accuracy ≥ 80 %
@@ -249,6 +241,17 @@ class RetrievalTask(Task):
             "Teacher-forced: fraction of the key's tokens predicted top-1 (graded), mean over depths:",
         ),
     )
+
+    @abc.abstractmethod
+    def prompts(self, tokenizer: Any, spec: Any, data: Any, length: int, depth: float) -> list[Any]:
+        """The cell's prompts: objects with ``input_ids``, ``answer_ids`` and ``key``."""
+
+    def run(self, model, tokenizer, spec, data, length, depth, batch_size, advance) -> CellResult:
+        prompts = self.prompts(tokenizer, spec, data, length, depth)
+        scored = score_all(
+            model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=spec.max_new_tokens, advance=advance
+        )
+        return self.result(RetrievalResult(length, depth, scored))
 
     def result(self, r: RetrievalResult) -> CellResult:
         trials = [asdict(t) for t in r.trials]

@@ -20,7 +20,7 @@ from ...data.passkey import KEY_RANGE, NEEDLE, QUESTION
 from ...data.sources import load_documents
 from ...errors import UserError
 from ..retrieval import RETRIEVAL, RetrievalResult, RetrievalTask, cell_rng, score_all
-from ..task import CORPUS, CellResult, Figure, register_task
+from ..task import CORPUS, Figure, register_task
 
 __all__ = ["Haystack", "Needle", "NeedlePrompt", "build_needle", "needle", "needle_prompts"]
 
@@ -159,18 +159,5 @@ class Needle(RetrievalTask):
             )
         return haystack
 
-    def run(self, model, tokenizer, spec, data, length, depth, batch_size, advance) -> CellResult:
-        return self.result(
-            needle(
-                model,
-                tokenizer,
-                data,
-                length,
-                depth,
-                trials=spec.trials,
-                seed=spec.seed,
-                batch_size=batch_size,
-                max_new_tokens=spec.max_new_tokens,
-                advance=advance,
-            )
-        )
+    def prompts(self, tokenizer, spec, data, length, depth) -> list[NeedlePrompt]:
+        return needle_prompts(tokenizer, data, length, depth, spec.trials, spec.seed)

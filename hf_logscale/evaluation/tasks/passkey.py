@@ -10,7 +10,7 @@ from typing import Any
 from ...data.passkey import KEY_RANGE, PasskeyPrompt, build_passkey, min_length
 from ...errors import UserError
 from ..retrieval import RetrievalResult, RetrievalTask, cell_rng, score_all
-from ..task import CellResult, Figure, register_task
+from ..task import Figure, register_task
 
 __all__ = ["Passkey", "passkey", "passkey_prompts"]
 
@@ -55,17 +55,5 @@ class Passkey(RetrievalTask):
         if min(lengths) < shortest:
             raise UserError(f"a passkey prompt needs at least {shortest} tokens; got length {min(lengths)}")
 
-    def run(self, model, tokenizer, spec, data, length, depth, batch_size, advance) -> CellResult:
-        return self.result(
-            passkey(
-                model,
-                tokenizer,
-                length,
-                depth,
-                trials=spec.trials,
-                seed=spec.seed,
-                batch_size=batch_size,
-                max_new_tokens=spec.max_new_tokens,
-                advance=advance,
-            )
-        )
+    def prompts(self, tokenizer, spec, data, length, depth) -> list[PasskeyPrompt]:
+        return passkey_prompts(tokenizer, length, depth, spec.trials, spec.seed)
