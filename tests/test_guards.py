@@ -21,7 +21,8 @@ from hf_logscale.grammar import ROPE_KIND_NAMES
 from hf_logscale.patching.families import FAMILIES
 from hf_logscale.schemes import Scheme, _param, register
 
-EVAL_TASKS = Path(__file__).resolve().parents[1] / "eval_tasks"
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_TASKS = ROOT / "eval_tasks"
 
 
 def test_every_scheme_is_in_the_family_by_backend_matrix():
@@ -136,3 +137,15 @@ def test_no_import_circle():
         if (chain := graph.find_shortest_chain(importer=imported, imported=module))
     ]
     assert not circles, f"import circles: {circles}"
+
+
+def test_every_scheme_and_task_is_documented_and_every_task_tested():
+    schemes_doc = (ROOT / "docs" / "schemes.md").read_text()
+    missing = [s for s in hls.SCHEMES if f"| `{s}` |" not in schemes_doc]
+    assert not missing, f"add a row for {missing} to the scheme table in docs/schemes.md"
+    eval_doc = (ROOT / "docs" / "evaluation.md").read_text()
+    missing = [t for t in TASKS if f"hf-logscale eval {t}" not in eval_doc]
+    assert not missing, f"document {missing} in docs/evaluation.md (an `hf-logscale eval <task>` example)"
+    tests = (ROOT / "tests" / "test_eval.py").read_text()
+    missing = [t for t in TASKS if f'"{t}"' not in tests]
+    assert not missing, f"test {missing} in tests/test_eval.py against an independent computation"

@@ -31,6 +31,7 @@ from .options import (
     StrideOpt,
     TrialsOpt,
     parse_batch_size,
+    task_settings,
 )
 from .options import variants as parse_variants
 from .render import Progress, err, out, print_grids
@@ -72,8 +73,9 @@ def compare(
 
     Example: hf-logscale compare  (the reference model, offline; add --model Qwen/Qwen2.5-7B --device-map auto)
     """
+    settings = task_settings(locals())  # every task setting among the options, each task takes its own
     from ..compare import default_variants, run_compare, write_outputs
-    from ..evaluation import EvalSpec, get_task, length_parts, parse_depths, parse_lengths
+    from ..evaluation import EvalSpec, get_task, length_parts, parse_lengths
 
     task_list = [get_task(t.strip()) for t in tasks.split(",") if t.strip()]
     if not task_list:
@@ -81,9 +83,6 @@ def compare(
     length_parts(lengths)  # the form now; the values need L, known once the model is loaded
     chosen = parse_variants(variants) if variants is not None else None  # checked before the (slow) model load
     size = parse_batch_size(batch_size)
-    retrieval = dict(depths=parse_depths(depths), trials=trials, seed=seed, max_new_tokens=max_new_tokens)
-    settings = dict(retrieval, dataset=dataset, field=field, split=split, mode=mode.value, stride=stride)
-    settings["max_documents"] = max_documents
     for t in task_list:
         EvalSpec.taking(t.name, (2,), settings)  # checked now, before the model loads
     with results_store(out_dir) as store:  # refuses a folder another run is writing, before the model loads

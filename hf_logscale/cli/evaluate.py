@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from .options import (
     OutOpt,
     VariantOpt,
     parse_batch_size,
+    task_settings,
 )
 from .render import Progress, err, out, print_table
 
@@ -56,9 +56,7 @@ def _command(task: str, doc: str, example: str, fields: tuple[str, ...]) -> Call
     """The ``eval <task>`` command: model, variant and lengths, the task's settings, then placement and output."""
 
     def command(**kw: Any) -> None:
-        settings = {f: kw[f].value if isinstance(kw[f], Enum) else kw[f] for f in fields if f != "depths"}
-        placement = (kw["batch_size"], kw["dtype"], kw["device"], kw["attn"], kw["out_dir"])
-        _evaluate(task, kw["model_name"], kw["variant"], kw["lengths"], kw.get("depths"), settings, *placement)
+        _evaluate(task, kw)
 
     options = [
         ("model_name", ModelOpt, None),
@@ -84,37 +82,22 @@ for _name, (_doc, _example, _fields) in COMMANDS.items():
     app.command(_name)(_command(_name, _doc, _example, _fields))
 
 
-def _evaluate(
-    task: str,
-    model_name,
-    variant,
-    lengths,
-    depths,
-    settings: dict[str, Any],
-    batch_size,
-    dtype,
-    device,
-    attn,
-    out_dir: Path,
-) -> None:
-    from ..evaluation import EvalSpec, get_task, length_parts, parse_depths, parse_lengths, run_eval
+def _evaluate(task: str, kw: dict[str, Any]) -> None:
+    from ..evaluation import EvalSpec, get_task, length_parts, parse_lengths, run_eval
     from ..variants import Variant, parse_variant
 
-    v = parse_variant(variant) if variant is not None else Variant()  # checked before the (slow) model load
-    size = parse_batch_size(batch_size)
-    length_parts(lengths)
-    if depths is not None:
-        settings["depths"] = parse_depths(depths)
-    EvalSpec(task=task, lengths=(2,), **settings)  # every other setting checked now, before the model loads
-    with results_store(out_dir) as store:  # refuses a folder another run is writing, before the model loads
-        model, tok, train_len_info = load_model(model_name, dtype, device, attn)
-        spec = EvalSpec(
-            task=task, lengths=parse_lengths(lengths, train_len_info.value if train_len_info else None), **settings
-        )
+    v = parse_variant(kw["variant"]) if kw["variant"] is not None else Variant()  # checked before the model load
+    size = parse_batch_size(kw["batch_size"])
+    length_parts(kw["lengths"])
+    settings = task_settings(kw)
+    EvalSpec(task, (2,), **settings)  # every other setting checked now, before the model loads
+    with results_store(kw["out_dir"]) as store:  # refuses a folder another run is writing, before the model loads
+        model, tok, train_len_info = load_model(kw["model_name"], kw["dtype"], kw["device"], kw["attn"])
+        L = train_len_info.value if train_len_info else None
+        spec = EvalSpec(task, parse_lengths(kw["lengths"], L), **settings)
         err.print(f"{task}: lengths {', '.join(map(str, spec.lengths))}; variant {v.label}; results → {store.path}")
+        name = kw["model_name"] or "reference"
         with Progress() as bar:
-            records = run_eval(
-                model, tok, v, spec, store, model_name=model_name or "reference", batch_size=size, progress=bar
-            )
-    print_table(get_task(task).table(records, train_len_info.value if train_len_info else None))
+            records = run_eval(model, tok, v, spec, store, model_name=name, batch_size=size, progress=bar)
+    print_table(get_task(task).table(records, L))
     out.print(f"Results: {store.path} and {store.dir / 'summary.csv'}")

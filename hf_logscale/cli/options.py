@@ -35,6 +35,7 @@ __all__ = [
     "VariantOpt",
     "parse_batch_size",
     "parse_layers",
+    "task_settings",
     "variants",
 ]
 
@@ -121,6 +122,18 @@ SETTING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "max_documents": (MaxDocumentsOpt, None),
     "max_new_tokens": (MaxNewTokensOpt, 10),
 }
+
+
+def task_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The task settings among a command's option values, as ``EvalSpec`` takes them."""
+    from ..evaluation import parse_depths
+
+    out = {}
+    for name in SETTING_OPTIONS:
+        if name in values:
+            v = values[name]
+            out[name] = parse_depths(v) if name == "depths" else v.value if isinstance(v, Enum) else v
+    return out
 
 
 def parse_batch_size(text: str) -> int | str:
