@@ -1,8 +1,11 @@
 """Guards: a registered scheme, task or family left out of the generic test matrices fails here, and so does a
 scheme the registry should refuse (a RoPE kind's name, a parameter without a declared range)."""
 
+import importlib
 import inspect
 import json
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -38,6 +41,14 @@ def test_every_family_is_in_the_zoo_or_the_tiny_matrix():
     assert not missing, f"add {sorted(missing)} to tests/conftest.py FAMILIES or a published config to the zoo"
 
 
+def _lm_eval_utils():
+    sys.path.insert(0, str(EVAL_TASKS))
+    try:
+        return importlib.import_module("logscale_utils")
+    finally:
+        sys.path.remove(str(EVAL_TASKS))
+
+
 class _Tags(yaml.SafeLoader):
     pass
 
@@ -55,6 +66,9 @@ def test_every_task_has_its_lm_eval_twin_and_they_agree(name):
     headline = next(m for m in task.metrics if m.name == task.headline)
     for entry in spec["metric_list"]:  # per-length columns score the headline metric
         assert entry["higher_is_better"] == headline.higher_is_better, (path.name, entry["metric"])
+    utils = _lm_eval_utils()
+    for function in re.findall(r"!function logscale_utils\.(\w+)", path.read_text()):
+        assert hasattr(utils, function), f"{path.name} calls logscale_utils.{function}: write it"
 
 
 def test_register_refuses_a_rope_kind_name_and_undeclared_parameters():
