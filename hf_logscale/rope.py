@@ -30,6 +30,7 @@ __all__ = [
     "apply_rope",
     "adopt_rope",
     "restore_rope",
+    "rope_config_update",
     "rope_params",
     "attention_factor",
 ]
@@ -246,6 +247,20 @@ def _rebuild(slots: list[tuple[torch.nn.Module, str, torch.nn.Module]], config: 
             setattr(parent, name, new.to(device) if device is not None else new)
 
 
+def rope_config_update(config: Any, setting: RopeSetting, train_len: int) -> dict[str, Any]:
+    """The config attributes ``setting`` sets: the rope parameters with the setting merged in (``rope_theta``
+    kept), and ``max_position_embeddings`` where transformers reads the original or extended length from it."""
+    update = setting.config_params(train_len)
+    out: dict[str, Any] = {_RAW_KEY: _merge(getattr(config, _RAW_KEY, None), update)}
+    if setting.kind == "dynamic":  # transformers' dynamic NTK takes the original length from max_position_embeddings
+        out["max_position_embeddings"] = int(train_len)
+    if setting.kind in _EXTENDS_MAX_POS and "factor" in setting.params:
+        out["max_position_embeddings"] = int(
+            round(setting.params["factor"] * update["original_max_position_embeddings"])
+        )
+    return out
+
+
 def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> RopeState:
     """Merge ``setting`` into the model's rope parameters (keeping ``rope_theta``) and rebuild the rotary
     modules. ``train_len`` is the default ``original_max_position_embeddings``."""
@@ -254,19 +269,14 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
     state = RopeState(setting, getattr(config, _RAW_KEY, _MISSING), getattr(config, "max_position_embeddings", None))
     state.base_raw = copy.deepcopy(state.base_raw) if state.base_raw is not _MISSING else _MISSING
     slots = _rotary_slots(model)
-    update = setting.config_params(train_len)
     try:
-        setattr(config, _RAW_KEY, _merge(None if state.base_raw is _MISSING else state.base_raw, update))
-        if (
-            setting.kind == "dynamic"
-        ):  # transformers' dynamic NTK takes the original length from max_position_embeddings
-            config.max_position_embeddings = int(train_len)
-        if setting.kind in _EXTENDS_MAX_POS and "factor" in setting.params:
-            orig = update["original_max_position_embeddings"]
-            config.max_position_embeddings = int(round(setting.params["factor"] * orig))
-            if not _V5 and setting.kind == "longrope":
-                state.base_top_original = getattr(config, "original_max_position_embeddings", _MISSING)
-                config.original_max_position_embeddings = orig
+        for key, value in rope_config_update(config, setting, train_len).items():
+            setattr(config, key, value)
+        if not _V5 and setting.kind == "longrope" and "factor" in setting.params:
+            state.base_top_original = getattr(config, "original_max_position_embeddings", _MISSING)
+            config.original_max_position_embeddings = setting.config_params(train_len)[
+                "original_max_position_embeddings"
+            ]
         if _V5 and hasattr(config, "validate_rope"):
             with _head_dim_stated(config):
                 config.validate_rope()

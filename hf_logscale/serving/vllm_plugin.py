@@ -1,0 +1,248 @@
+"""hf-logscale in vLLM: the same s(n) on the queries, after RoPE and before attention, in every process vLLM runs.
+
+vLLM loads the ``vllm.general_plugins`` entry point ``hf_logscale`` (``register``) in each of its processes; it
+registers, for each supported architecture, a subclass of vLLM's own model class. A model whose config carries no
+``logscale`` entry builds and runs exactly as vLLM's class (nothing is wrapped). One that does — a folder saved by
+``hf-logscale patch --merge`` (its config also carries the RoPE change), or any checkpoint served with
+``--hf-overrides '{"logscale": {"variant": "logn"}}'`` — gets, in each selected attention module, its rotary
+embedding wrapped: ``q, k = rope(positions, q, k)``, then ``q`` multiplied by ``s(n)``, n = position + 1 clipped
+to the layer's sliding window. ``positions`` are vLLM's absolute token positions, so prefill, chunked prefill,
+decode, prefix-cache hits and mixed batches all read the right n. s is a float32 table (computed in float64 and
+rounded once, as in the transformers patch) indexed by position; a 16-bit query is multiplied in float32 and cast
+back once.
+
+Ministral 3 (served by vLLM's Mistral class) multiplies its queries by ``1 + β·ln(1 + ⌊pos / L0⌋)``
+(``rope_parameters["llama_4_scaling_beta"]``); vLLM skips it for Hugging Face-format configs. The plugin applies it
+as transformers does; a scheme replaces it (the two never stack), as the transformers patch does.
+
+Refused, with the reason: dynamic NTK and LongRoPE (vLLM fixes their frequencies once per engine where
+transformers recomputes them per sequence), a context longer than a RoPE table covers, and a ``logscale`` entry on
+an architecture the plugin does not cover.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import LogScaleConfig
+from ..errors import UserError
+from ..patching.families import NativeScale
+from ..rope import rope_config_update, rope_params
+from ..schemes import Scheme
+from ..train_length import resolve_train_len
+from ..variants import Variant, parse_variant
+
+__all__ = ["ARCHITECTURES", "ENTRY", "ServingPlan", "register", "serving_plan"]
+
+log = logging.getLogger("hf_logscale")
+
+ENTRY = "logscale"  # the config entry: written by a merged save, or given through vLLM's --hf-overrides
+
+# vLLM architecture -> the module of vLLM's class; each attention module calls rotary_emb(positions, q, k), then attn
+ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Ministral3ForCausalLM": "mistral",  # vLLM serves it with its Mistral class
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "MixtralForCausalLM": "mixtral",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+}
+
+_REFUSED_ROPE = {
+    "dynamic": "vLLM computes dynamic NTK's frequencies once for the engine's longest length, transformers per "
+    "sequence: results would differ from every hf-logscale measurement",
+    "longrope": "vLLM picks LongRoPE's factor set once for the engine, transformers per sequence",
+}
+_NATIVE = NativeScale()  # Ministral 3's own query scale, as transformers applies it
+
+
+@dataclass
+class ServingPlan:
+    """What the plugin does to one model: the variant, L, and the length the tables must cover."""
+
+    variant: Variant | None  # None: no scheme, only the architecture's own scale
+    train_len: int | None
+    max_len: int
+    rope_from_variant: bool  # the RoPE part comes from the entry (hf_overrides), not already in the config
+    native: tuple[float, int] | None = None  # Ministral 3's (β, L0), applied when no scheme replaces it
+
+    @property
+    def label(self) -> str:
+        return self.variant.label if self.variant else f"Ministral 3's own scale (β = {self.native[0]:g})"
+
+    def prepare(self, config: Any) -> None:
+        """Before vLLM builds the model: the variant's RoPE setting into the config (an override), and rotary
+        tables long enough for ``max_len`` when the RoPE is unscaled (the default table ends at
+        ``max_position_embeddings``, and vLLM would read past it)."""
+        if self.rope_from_variant and self.variant is not None and self.variant.rope is not None:
+            for key, value in rope_config_update(config, self.variant.rope, self.train_len).items():
+                setattr(config, key, value)
+        kind = (rope_params(config) or {}).get("rope_type", "default")
+        if kind in _REFUSED_ROPE:
+            raise UserError(f"hf-logscale in vLLM: RoPE type {kind!r} is refused: {_REFUSED_ROPE[kind]}")
+        if kind == "default" and getattr(config, "max_position_embeddings", 0) < self.max_len:
+            config.max_position_embeddings = self.max_len
+
+    def install(self, model: torch.nn.Module) -> int:
+        """Wrap the rotary embedding of each selected attention module; returns how many were wrapped."""
+        attention = [(name, m) for name, m in model.named_modules() if hasattr(m, "rotary_emb") and hasattr(m, "attn")]
+        if not attention:
+            raise UserError(f"hf-logscale in vLLM: no attention module found in {type(model).__name__}")
+        indices = {name: _layer_index(name) for name, _ in attention}
+        chosen = _select(self.variant.scale, sorted(indices.values())) if self.variant else set(indices.values())
+        tables: dict[Any, torch.Tensor] = {}
+        wrapped = 0
+        for name, module in attention:
+            rope = module.rotary_emb
+            cache = getattr(rope, "cos_sin_cache", None)
+            if cache is not None and cache.shape[0] < self.max_len:
+                raise UserError(
+                    f"hf-logscale in vLLM: {name}'s RoPE table covers {cache.shape[0]} positions, max_model_len is "
+                    f"{self.max_len}; raise the RoPE factor or lower --max-model-len"
+                )
+            if indices[name] not in chosen:
+                continue
+            device = cache.device if cache is not None else torch.device("cpu")
+            if self.variant is None:  # the architecture's own scale: by position, every layer
+                key: Any = ("native", device)
+                if key not in tables:
+                    tables[key] = native_table(*self.native, self.max_len).to(device)
+            else:
+                scheme = self.variant.scale.build(self.train_len, layer=indices[name])
+                if scheme.identity:
+                    continue
+                window = getattr(module.attn, "sliding_window", None)
+                key = (scheme, window, device)
+                if key not in tables:
+                    tables[key] = scale_table(scheme, self.max_len, window).to(device)
+            module.rotary_emb = ScaledRotary(rope, tables[key])
+            wrapped += 1
+        return wrapped
+
+
+def scale_table(scheme: Scheme, length: int, window: int | None) -> torch.Tensor:
+    """s(min(p + 1, window)) for positions p = 0 … length − 1: float64 formula, rounded once to float32."""
+    n = torch.arange(1, length + 1, dtype=torch.float64)
+    if window is not None:
+        n = n.clamp(max=float(window))
+    return scheme(n).to(torch.float32)
+
+
+def native_table(beta: float, anchor: int, length: int) -> torch.Tensor:
+    """Ministral 3's ``1 + β·ln(1 + ⌊pos / L0⌋)`` for positions 0 … length − 1 (float64, rounded once)."""
+    pos = torch.arange(length, dtype=torch.float64)
+    return (1.0 + beta * torch.log1p(torch.floor(pos / anchor))).to(torch.float32)
+
+
+class ScaledRotary(torch.nn.Module):
+    """vLLM's rotary embedding, then the queries times s(n) for each token's absolute position."""
+
+    def __init__(self, rope: torch.nn.Module, table: torch.Tensor):
+        super().__init__()
+        self.rope = rope
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor, *args: Any, **kwargs: Any):
+        query, key = self.rope(positions, query, key, *args, **kwargs)
+        s = self.table[positions].view(-1, *([1] * (query.dim() - 1)))
+        if query.dtype == torch.float32:
+            return query * s, key
+        return (query.float() * s).to(query.dtype), key
+
+
+def serving_plan(config: Any, max_len: int) -> ServingPlan | None:
+    """The plan for a config carrying a ``logscale`` entry, or Ministral 3's own scale; ``None``: plain vLLM,
+    untouched."""
+    entry = getattr(config, ENTRY, None)
+    native = _NATIVE.values(config) if getattr(config, "model_type", None) == "ministral3" else None
+    if entry is None:
+        return ServingPlan(None, None, int(max_len), False, native) if native else None
+    if not isinstance(entry, dict) or "variant" not in entry:
+        raise UserError(
+            f'the `{ENTRY}` config entry must be {{"variant": "<variant>"}} or a saved patch, got {entry!r}'
+        )
+    if native:  # a scheme replaces the architecture's own scale, as the transformers patch does
+        _NATIVE.switch_off(config)
+    given = entry["variant"]
+    variant = parse_variant(given) if isinstance(given, str) else Variant.from_dict(given)
+    train_len = variant.scale.train_len
+    if train_len is None:
+        found = resolve_train_len(config, warn=False)
+        if found is None or found.value is None:
+            raise UserError(
+                "hf-logscale in vLLM: the training length L is unknown; give it in the variant, e.g. "
+                '{"variant": "logn:train_len=4096"}'
+            )
+        train_len = found.value
+    return ServingPlan(variant, int(train_len), int(max_len), rope_from_variant=isinstance(given, str))
+
+
+def _layer_index(name: str) -> int:
+    found = re.findall(r"\.(\d+)\.", f".{name}.")
+    if not found:
+        raise UserError(f"hf-logscale in vLLM: cannot tell the layer index of attention module {name!r}")
+    return int(found[-1])
+
+
+def _select(scale: LogScaleConfig, present: list[int]) -> set[int]:
+    if scale.layers is None:
+        return set(present)
+    missing = sorted(set(scale.layers) - set(present))
+    if missing:
+        raise UserError(f"layers {missing} do not exist; the model has attention layers 0–{max(present)}")
+    return set(scale.layers)
+
+
+def _subclass(arch: str) -> type:
+    base = getattr(importlib.import_module(f"vllm.model_executor.models.{ARCHITECTURES[arch]}"), arch)
+
+    def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
+        model_config = vllm_config.model_config
+        plan = serving_plan(model_config.hf_config, model_config.max_model_len)
+        if plan is not None:
+            plan.prepare(model_config.hf_config)
+        base.__init__(self, vllm_config=vllm_config, prefix=prefix)
+        if plan is not None:
+            wrapped = plan.install(self)
+            log.info("hf-logscale: %s on %d attention layers, L = %s", plan.label, wrapped, plan.train_len)
+
+    return type(arch, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": arch})
+
+
+def __getattr__(name: str) -> type:  # vLLM imports "hf_logscale.serving.vllm_plugin:<Architecture>" lazily
+    if name in ARCHITECTURES:
+        cls = _subclass(name)
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def register() -> None:
+    """The ``vllm.general_plugins`` entry point: the architectures above, and a check that a model carrying a
+    ``logscale`` entry is one of them (otherwise vLLM would serve it unscaled, silently)."""
+    from vllm import ModelRegistry
+
+    for arch in ARCHITECTURES:
+        ModelRegistry.register_model(arch, f"{__name__}:{arch}")
+    resolve = ModelRegistry.resolve_model_cls
+    if getattr(resolve, "_hf_logscale", False):
+        return
+
+    def checked(architectures: Any, model_config: Any) -> tuple[type, str]:
+        cls, arch = resolve(architectures, model_config)
+        if getattr(model_config.hf_config, ENTRY, None) is not None and cls.__module__ != __name__:
+            raise UserError(
+                f"hf-logscale in vLLM: the model carries a `{ENTRY}` entry but vLLM serves it with {cls.__name__}, "
+                f"which the plugin does not cover ({', '.join(ARCHITECTURES)}); it would run unscaled"
+            )
+        return cls, arch
+
+    checked._hf_logscale = True
+    ModelRegistry.resolve_model_cls = checked
