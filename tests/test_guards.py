@@ -2,6 +2,7 @@
 scheme the registry should refuse (a RoPE kind's name, a parameter without a declared range)."""
 
 import importlib
+import importlib.util
 import inspect
 import json
 import re
@@ -163,3 +164,13 @@ def test_every_scheme_and_task_is_documented_and_every_task_tested():
     tests = (ROOT / "tests" / "test_eval.py").read_text()
     missing = [t for t in TASKS if f'"{t}"' not in tests]
     assert not missing, f"test {missing} in tests/test_eval.py against an independent computation"
+
+
+def test_every_scheme_is_in_the_vllm_parity_matrix():
+    spec = importlib.util.spec_from_file_location("vllm_parity", ROOT / "tests" / "vllm" / "test_parity.py")
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)  # vLLM itself is imported only inside its tests
+    schemes = {hls.parse_variant(v).scale.scheme_name for v in parity.VARIANTS}
+    assert set(hls.SCHEMES) <= schemes, (
+        f"add {sorted(set(hls.SCHEMES) - schemes)} to tests/vllm/test_parity.py VARIANTS"
+    )

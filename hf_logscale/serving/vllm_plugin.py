@@ -44,15 +44,16 @@ log = logging.getLogger("hf_logscale")
 
 ENTRY = "logscale"  # the config entry: written by a merged save, or given through vLLM's --hf-overrides
 
-# vLLM architecture -> the module of vLLM's class; each attention module calls rotary_emb(positions, q, k), then attn
+# vLLM architecture -> (module, class) of vLLM's own class; each attention module calls rotary_emb(positions, q, k),
+# then attn(q, k, v)
 ARCHITECTURES = {
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "mistral",
-    "Ministral3ForCausalLM": "mistral",  # vLLM serves it with its Mistral class
-    "Qwen2ForCausalLM": "qwen2",
-    "Qwen3ForCausalLM": "qwen3",
-    "MixtralForCausalLM": "mixtral",
-    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "LlamaForCausalLM": ("llama", "LlamaForCausalLM"),
+    "MistralForCausalLM": ("mistral", "MistralForCausalLM"),
+    "Ministral3ForCausalLM": ("mistral", "MistralForCausalLM"),  # vLLM serves it with its Mistral class
+    "Qwen2ForCausalLM": ("qwen2", "Qwen2ForCausalLM"),
+    "Qwen3ForCausalLM": ("qwen3", "Qwen3ForCausalLM"),
+    "MixtralForCausalLM": ("mixtral", "MixtralForCausalLM"),
+    "Qwen3MoeForCausalLM": ("qwen3_moe", "Qwen3MoeForCausalLM"),
 }
 
 _REFUSED_ROPE = {
@@ -174,11 +175,16 @@ def serving_plan(config: Any, max_len: int) -> ServingPlan | None:
     variant = parse_variant(given) if isinstance(given, str) else Variant.from_dict(given)
     train_len = variant.scale.train_len
     if train_len is None:
-        found = resolve_train_len(config, warn=False)
-        if found is None or found.value is None:
+        try:
+            found = resolve_train_len(config, warn=False)
+        except UserError:
             raise UserError(
                 "hf-logscale in vLLM: the training length L is unknown; give it in the variant, e.g. "
                 '{"variant": "logn:train_len=4096"}'
+            ) from None
+        if found.guessed:
+            log.warning(
+                "hf-logscale: L = %d is a guess (%s); give train_len=N in the variant", found.value, found.source
             )
         train_len = found.value
     return ServingPlan(variant, int(train_len), int(max_len), rope_from_variant=isinstance(given, str))
@@ -201,7 +207,8 @@ def _select(scale: LogScaleConfig, present: list[int]) -> set[int]:
 
 
 def _subclass(arch: str) -> type:
-    base = getattr(importlib.import_module(f"vllm.model_executor.models.{ARCHITECTURES[arch]}"), arch)
+    module, name = ARCHITECTURES[arch]
+    base = getattr(importlib.import_module(f"vllm.model_executor.models.{module}"), name)
 
     def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
         model_config = vllm_config.model_config
