@@ -1,5 +1,5 @@
 """vLLM with the hf-logscale plugin equals transformers with the hf-logscale patch: prompt log-probabilities within
-1e-4 for every scheme and for YaRN and linear RoPE at 4 L and 8 L of the reference model, on tiny Llama, Qwen2 and
+1e-4 for every scheme and for YaRN, linear and Llama 3 RoPE at 4 L and 8 L of the reference model, on tiny Llama, Qwen2 and
 Mistral with windows and Qwen3, and on SmolLM2; greedy generation and a mixed batch with chunked prefill and prefix
 caching; ``vllm serve``; lm-eval ``--model vllm``; a model without a ``logscale`` entry runs as plain vLLM.
 
@@ -51,6 +51,7 @@ VARIANTS = [
     "yarn:factor=8+logn",
     "yarn:factor=8,attention_factor=1+critical:tau=0.5",
     "linear:factor=8+logn",
+    "llama3:factor=8+logn",
 ]
 
 
