@@ -1,7 +1,8 @@
 """vLLM with the hf-logscale plugin equals transformers with the hf-logscale patch: prompt log-probabilities within
-1e-4 for every scheme and for YaRN, linear and Llama 3 RoPE at 4 L and 8 L of the reference model, on tiny Llama, Qwen2 and
-Mistral with windows and Qwen3, and on SmolLM2; greedy generation and a mixed batch with chunked prefill and prefix
-caching; ``vllm serve``; lm-eval ``--model vllm``; a model without a ``logscale`` entry runs as plain vLLM.
+1e-4 for every scheme and for YaRN, linear and Llama 3 RoPE at 4 L and 8 L of the reference model; on tiny Llama,
+Qwen2 and Mistral with windows, Qwen3, Mixtral, Qwen3-MoE and Ministral 3; on SmolLM2; greedy generation and a mixed
+batch with chunked prefill and prefix caching; ``vllm serve``; lm-eval ``--model vllm``; a model without a
+``logscale`` entry runs as plain vLLM.
 
 Needs the CPU build of vLLM (``make test-vllm`` builds ``.venv-vllm`` and runs this folder with ``-m vllm``)."""
 
