@@ -171,10 +171,12 @@ def reference_logits(
     padding_mask: torch.Tensor | None = None,
     layers: set[int] | None = None,
     native: bool = True,
+    attention: dict[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits [B, T, V] in float64. ``scale(n)`` multiplies the logits of a row that sees ``n`` keys (only on
     ``layers`` if given; a dict gives each layer its own). ``padding_mask`` [B, T] marks real tokens (left
-    padding). ``native``: apply the architecture's own length scale as its config states it."""
+    padding). ``native``: apply the architecture's own length scale as its config states it. ``attention``: filled
+    with each layer's masked attention logits [B, H, T, T]."""
     cfg = model.config
     assert cfg.hidden_act == "silu", cfg.hidden_act
     B, T = input_ids.shape
@@ -216,6 +218,8 @@ def reference_logits(
         logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(D)
         logits = logits * (s * row_native)[:, None, :, None]
         logits = logits.masked_fill(~visible[:, None], float("-inf"))
+        if attention is not None:
+            attention[li] = logits
         probs = torch.softmax(logits, -1).nan_to_num(0.0)
         o = torch.einsum("bhqk,bkhd->bqhd", probs, v).reshape(B, T, H * D)
         h = h + o @ W(att.o_proj).T

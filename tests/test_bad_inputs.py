@@ -268,6 +268,9 @@ CLI_CASES = [
     ("diagnose --windows 0", "Invalid value for '--windows'"),
     ("diagnose --lengths 1000000", "no document has the 1000000 tokens"),
     ("calibrate --out {cwd}/tau.txt", "--out must be a .toml recipe file"),
+    ("heads --out {cwd}/heads.txt", "--out must be a .csv file"),
+    ("heads --rows 256", "--rows must be below L = 256, got 256"),
+    ("heads --variant lgn", "unknown variant part 'lgn'"),
     ("calibrate --lengths 1x", "calibration needs lengths beyond the training length"),
     # theory
     ("theory point --rho 0.5 --gamma nan", "`gamma` must be a finite number ≥ 0 and ≤ 1000, got nan"),

@@ -214,3 +214,49 @@ def test_calibrate_per_layer_recipe_runs_in_compare(tmp_path, cli):
     records = [json.loads(x) for x in (tmp_path / "cmp" / "results.jsonl").read_text().splitlines()]
     assert {r["variant"] for r in records} == {"none", "logn", "@cal"}
     assert "`@cal`" in (tmp_path / "cmp" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral_sw24"])
+def test_head_gaps_equal_a_float64_reference(family):
+    """G, Δ and the top weight of the last rows, from the independent float64 forward's attention logits."""
+    from reference import reference_logits
+
+    from hf_logscale.diagnostics import head_gaps
+
+    model = make_model(family, dtype=torch.float64)
+    x = torch.randint(1, 256, (2, 40), generator=torch.Generator().manual_seed(4))
+    rows = 6
+    got = head_gaps(model, x, rows=rows)
+    logits: dict[int, torch.Tensor] = {}
+    reference_logits(model, x, attention=logits)
+    for layer, z in logits.items():
+        for head in range(z.shape[1]):
+            g, d, p = [], [], []
+            for b in range(x.shape[0]):
+                for row in range(40 - rows, 40):
+                    vals = [v for v in z[b, head, row].tolist() if v != -math.inf]
+                    top = max(vals)
+                    rest = list(vals)
+                    rest.remove(top)
+                    m = max(rest)
+                    weights = [math.exp(v - m) for v in rest]
+                    g.append(top - sum(w * v for w, v in zip(weights, rest, strict=True)) / sum(weights))
+                    d.append(top - (m + math.log(sum(weights) / len(rest))))
+                    p.append(1.0 / (1.0 + sum(math.exp(v - top) for v in rest)))
+            for name, values in (("G", g), ("delta", d), ("p_top", p)):
+                want = torch.tensor(values, dtype=torch.float64).median().item()
+                have = getattr(got, name)[layer, head].item()
+                assert have == pytest.approx(want, rel=1e-5, abs=1e-9), (layer, head, name)  # fp32 RoPE tables
+    assert got.tau_c(16)[0, 0].item() == pytest.approx(math.log(16) / got.G[0, 0].item())
+
+
+def test_heads_command_writes_a_row_per_layer_and_head(tmp_path, cli):
+    out = tmp_path / "heads.csv"
+    code, cap = cli("heads", "--windows", "2", "--rows", "8", "--out", str(out))
+    assert code == 0, cap.err
+    assert "τ_c = ln L / G" in cap.out
+    lines = out.read_text().splitlines()
+    assert lines[0] == "layer,head,G,delta,p_top,tau_c" and len(lines) == 1 + 4 * 6  # the reference: 4 layers × 6 heads
+    for line in lines[1:]:
+        g, tau = float(line.split(",")[2]), float(line.split(",")[5])
+        assert g > 0 and tau == pytest.approx(math.log(256) / g, rel=1e-5)

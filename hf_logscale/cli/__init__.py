@@ -14,7 +14,7 @@ from rich.markup import escape
 from ..errors import UserError
 from . import evaluate, theory
 from .compare import compare
-from .diagnose import calibrate, diagnose
+from .diagnose import calibrate, diagnose, heads
 from .lmeval import lm_eval_cmd
 from .model import describe, fetch
 from .patch import patch, schemes
@@ -37,6 +37,7 @@ app.command()(compare)
 app.command("lm-eval")(lm_eval_cmd)
 app.command()(diagnose)
 app.command()(calibrate)
+app.command()(heads)
 app.add_typer(theory.app, name="theory")
 
 # Errors a user can act on (the message says how); anything else is a bug and keeps its traceback.

@@ -10,11 +10,11 @@ import typer
 
 from ..errors import UserError
 from .common import load_model
-from .options import AttnOpt, DatasetOpt, DeviceOpt, DType, DTypeOpt, LengthsOpt, ModelOpt
+from .options import AttnOpt, DatasetOpt, DeviceOpt, DType, DTypeOpt, LengthsOpt, ModelOpt, VariantOpt
 from .options import variants as parse_variants
 from .render import Progress, err, out, print_table
 
-__all__ = ["calibrate", "diagnose"]
+__all__ = ["calibrate", "diagnose", "heads"]
 
 
 class Objective(str, Enum):
@@ -112,6 +112,45 @@ def calibrate(
     if layers:
         print_table(layers_table(layers))
     what = "attention entropy matched to L" if objective.value == "entropy" else "held-out NLL minimised"
-    desc = f"critical τ calibrated on {model or 'the reference model'} at {list(result.lengths)}: {what}"
+    desc = f"critical τ calibrated on {model_name or 'the reference model'} at {list(result.lengths)}: {what}"
     write_atomic(out_file, result.recipe(L, desc, layers))
     out.print(f"Wrote {out_file}: use it as --recipe {out_file} or in --variants @{out_file}")
+
+
+def heads(
+    model_name: ModelOpt = None,
+    variant: VariantOpt = None,
+    windows: WindowsOpt = 8,
+    rows: Annotated[int, typer.Option(min=1, help="Last rows of each window measured (they see about L keys).")] = 16,
+    dataset: DatasetOpt = "sample",
+    dtype: DTypeOpt = DType.auto,
+    device: DeviceOpt = None,
+    attn: AttnOpt = None,
+    out_file: Annotated[Path, typer.Option("--out", help="CSV with one row per layer and head.")] = Path("heads.csv"),
+) -> None:
+    """Per head at the training length L: the gap G between the top logit and the others, the top weight, and the
+    critical slope τ_c = ln L / G that keeps the top key's log-odds constant as n grows (docs/theory.md).
+
+    Example: hf-logscale heads --variant yarn:factor=16,attention_factor=1 --out heads.csv
+    """
+    import torch
+
+    from ..data.sources import load_documents
+    from ..diagnostics import head_gaps, heads_csv, heads_table, token_windows
+    from ..results import write_atomic
+    from ..variants import Variant, parse_variant
+
+    if out_file.suffix != ".csv":
+        raise UserError(f"--out must be a .csv file, got {out_file}")
+    v = parse_variant(variant) if variant is not None else Variant()  # e.g. the RoPE frequencies to measure under
+    model, tok, train_len_info = load_model(model_name, dtype, device, attn)
+    if train_len_info is None:
+        raise UserError("the model config states no training length; this needs one (--train-len)")
+    L = train_len_info.value
+    if rows >= L:
+        raise UserError(f"--rows must be below L = {L}, got {rows}")
+    ws = torch.cat(token_windows(tok, [d.text for d in load_documents(dataset)], L, windows))
+    gaps = head_gaps(model, ws, rows=rows, variant=v)
+    print_table(heads_table(gaps, L))
+    write_atomic(out_file, heads_csv(gaps, L))
+    out.print(f"Wrote {out_file} ({gaps.rows} rows per head, n ≈ {gaps.n:.0f} keys)")
