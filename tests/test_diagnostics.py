@@ -231,7 +231,7 @@ def test_head_gaps_equal_a_float64_reference(family):
     reference_logits(model, x, attention=logits)
     for layer, z in logits.items():
         for head in range(z.shape[1]):
-            g, d, p = [], [], []
+            g, d, p, o = [], [], [], []
             for b in range(x.shape[0]):
                 for row in range(40 - rows, 40):
                     vals = [v for v in z[b, head, row].tolist() if v != -math.inf]
@@ -243,7 +243,8 @@ def test_head_gaps_equal_a_float64_reference(family):
                     g.append(top - sum(w * v for w, v in zip(weights, rest, strict=True)) / sum(weights))
                     d.append(top - (m + math.log(sum(weights) / len(rest))))
                     p.append(1.0 / (1.0 + sum(math.exp(v - top) for v in rest)))
-            for name, values in (("G", g), ("delta", d), ("p_top", p)):
+                    o.append(math.log(p[-1] / (1.0 - p[-1])))
+            for name, values in (("G", g), ("delta", d), ("p_top", p), ("logodds", o)):
                 want = torch.tensor(values, dtype=torch.float64).median().item()
                 have = getattr(got, name)[layer, head].item()
                 assert have == pytest.approx(want, rel=1e-5, abs=1e-9), (layer, head, name)  # fp32 RoPE tables
@@ -256,7 +257,8 @@ def test_heads_command_writes_a_row_per_layer_and_head(tmp_path, cli):
     assert code == 0, cap.err
     assert "τ_c = ln L / G" in cap.out
     lines = out.read_text().splitlines()
-    assert lines[0] == "layer,head,G,delta,p_top,tau_c" and len(lines) == 1 + 4 * 6  # the reference: 4 layers × 6 heads
+    assert lines[0] == "layer,head,G,delta,p_top,logodds,tau_c"
+    assert len(lines) == 1 + 4 * 6  # the reference model: 4 layers × 6 heads
     for line in lines[1:]:
-        g, tau = float(line.split(",")[2]), float(line.split(",")[5])
+        g, tau = float(line.split(",")[2]), float(line.split(",")[6])
         assert g > 0 and tau == pytest.approx(math.log(256) / g, rel=1e-5)

@@ -4,7 +4,7 @@ keeps that sharpness as n grows (derivation: docs/theory.md, "each head has its 
 For a causal row with logits z over its visible keys, top key z_1 and the others z_2 … z_n:
 - G = z_1 − Σ_{j≥2} w_j z_j, w = softmax of the others (the gap that sets the slope),
 - Δ = z_1 − ln mean_{j≥2} e^{z_j} (the gap that sets the top key's log-odds, Δ − ln(n − 1)),
-- p_top = softmax(z)_1;
+- p_top = softmax(z)_1, and the top key's log-odds ln(p_top / (1 − p_top)) = z_1 − ln Σ_{j≥2} e^{z_j};
 τ_c = ln L / G. Rows are the last ``rows`` queries of each window (they see about L keys); a head's value is the
 median over rows and windows.
 """
@@ -31,6 +31,7 @@ class HeadGaps:
     G: torch.Tensor
     delta: torch.Tensor
     p_top: torch.Tensor
+    logodds: torch.Tensor
     n: float
     rows: int
 
@@ -41,8 +42,8 @@ class HeadGaps:
 
 
 def row_gaps(query: torch.Tensor, key: torch.Tensor, scaling: float, rows: int, window: int | None = None):
-    """(G, Δ, p_top, keys seen), each [B, H, rows], for the last ``rows`` causal rows of ``query`` [B, H, T, D]
-    against ``key`` [B, Hkv, T, D]; float64."""
+    """(G, Δ, p_top, log-odds), each [B, H, rows], and the keys each row sees [rows], for the last ``rows`` causal
+    rows of ``query`` [B, H, T, D] against ``key`` [B, Hkv, T, D]; float64."""
     b, h, t, _ = query.shape
     q = query[:, :, t - rows :].double()
     k = key.double().repeat_interleave(h // key.shape[1], dim=1)
@@ -56,11 +57,12 @@ def row_gaps(query: torch.Tensor, key: torch.Tensor, scaling: float, rows: int, 
     top, arg = z.max(-1, keepdim=True)
     others = z.scatter(-1, arg, -math.inf)
     seen = visible.sum(-1).to(torch.float64)  # [rows]
-    lme = torch.logsumexp(others, -1) - torch.log(seen - 1)
+    log_rest = torch.logsumexp(others, -1)
+    lme = log_rest - torch.log(seen - 1)
     w = torch.softmax(others, -1)
     mean_w = (w * others.masked_fill(w == 0, 0.0)).sum(-1)
     p_top = torch.softmax(z, -1).gather(-1, arg)[..., 0]
-    return top[..., 0] - mean_w, top[..., 0] - lme, p_top, seen
+    return top[..., 0] - mean_w, top[..., 0] - lme, p_top, top[..., 0] - log_rest, seen
 
 
 @torch.no_grad()
@@ -74,8 +76,8 @@ def head_gaps(model: Any, windows: torch.Tensor, rows: int = 16, variant: Any = 
 
     def observe(layer: int, module, query, key, kwargs) -> None:
         scaling = kwargs.get("scaling", getattr(module, "scaling", query.shape[-1] ** -0.5))
-        g, d, p, seen = row_gaps(query, key, scaling, rows, layer_window(module))
-        found.setdefault(layer, []).append(torch.stack([g, d, p]).cpu())  # [3, B, H, rows]
+        g, d, p, odds, seen = row_gaps(query, key, scaling, rows, layer_window(module))
+        found.setdefault(layer, []).append(torch.stack([g, d, p, odds]).cpu())  # [4, B, H, rows]
         seen_n.append(seen.cpu())
 
     with applied(model, variant, wrapper=True):
@@ -87,10 +89,11 @@ def head_gaps(model: Any, windows: torch.Tensor, rows: int = 16, variant: Any = 
                 model(input_ids=window[None].to(device), use_cache=False)
         finally:
             state.observer = None
-    # [layers, 3, heads, all rows]
+    # [layers, 4, heads, all rows]
     stacked = torch.stack([torch.cat(found[i], 1).permute(0, 2, 1, 3).flatten(2) for i in sorted(found)])
     med = stacked.median(-1).values
-    return HeadGaps(med[:, 0], med[:, 1], med[:, 2], float(torch.cat(seen_n).mean()), stacked.shape[-1])
+    n = float(torch.cat(seen_n).mean())
+    return HeadGaps(med[:, 0], med[:, 1], med[:, 2], med[:, 3], n, stacked.shape[-1])
 
 
 def heads_table(gaps: HeadGaps, train_len: int) -> Table:
@@ -117,9 +120,9 @@ def heads_table(gaps: HeadGaps, train_len: int) -> Table:
 
 def heads_csv(gaps: HeadGaps, train_len: int) -> str:
     tau = gaps.tau_c(train_len)
-    lines = ["layer,head,G,delta,p_top,tau_c"]
+    lines = ["layer,head,G,delta,p_top,logodds,tau_c"]
     for layer in range(tau.shape[0]):
         for head in range(tau.shape[1]):
-            values = (gaps.G, gaps.delta, gaps.p_top, tau)
+            values = (gaps.G, gaps.delta, gaps.p_top, gaps.logodds, tau)
             lines.append(f"{layer},{head}," + ",".join(f"{v[layer, head].item():.6g}" for v in values))
     return "\n".join(lines) + "\n"
