@@ -132,6 +132,8 @@ def analyse(name: str, out: Path, boot: int = 1000) -> dict:
         "passkey": {},
         "others": {},
         "entropy": {},
+        "books": {},
+        "buckets": {},
     }
     for n in lengths:
         ppl = {t: by[("perplexity", v, n)]["value"] for t, v in sweep}
@@ -155,6 +157,23 @@ def analyse(name: str, out: Path, boot: int = 1000) -> dict:
         tf = {t: tf_logprob[(v, n)] for t, v in sweep}
         acc = {t: accuracy[(v, n)] for t, v in sweep}
         result["passkey"][n] = {"tf_logprob": tf, "accuracy": acc}
+        # per book: the same windows' sums, grouped by the document they come from
+        docs = sorted({w[0] for w in windows[sweep[0][0]]})
+        result["books"][n] = {
+            d: min(
+                ppl,
+                key=lambda t: sum(w[1] for w in windows[t] if w[0] == d) / sum(w[2] for w in windows[t] if w[0] == d),
+            )
+            for d in docs
+        }
+        # per position of the scored token (the keys it sees): the loss curve's buckets
+        curves = {t: by[("nll", v, n)]["curve"] for t, v in sweep}
+        edges = curves[sweep[0][0]]["edges"]
+        result["buckets"][n] = [
+            (lo, hi, min((t for t in ppl if curves[t]["nll"][i] is not None), key=lambda t: curves[t]["nll"][i]))
+            for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+            if curves[sweep[0][0]]["nll"][i] is not None
+        ]
     bands = json.loads((out / name / "entropy.json").read_text())
     for v, b in bands.items():
         if label.get(v) is not None:
@@ -295,6 +314,41 @@ def best_table(results: list[dict]) -> list[str]:
     return lines
 
 
+def validity(results: list[dict]) -> list[str]:
+    """Which testbeds have their positions fixed: perplexity at τ = 0 from the shortest to the longest length."""
+    lines = [
+        "| model | perplexity at τ = 0, shortest → longest length | ratio | positions fixed (ratio < 1.2) |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        first, last = r["ppl"][r["lengths"][0]][0.0], r["ppl"][r["lengths"][-1]][0.0]
+        fixed = "yes" if last / first < 1.2 else "no: β_n is not the lever here"
+        lines.append(f"| {r['about']} | {first:.2f} → {last:.2f} | ×{last / first:.2f} | {fixed} |")
+    return lines
+
+
+def books_and_positions(results: list[dict]) -> list[str]:
+    """Best τ per book beside the pooled one, and per position of the scored token at the longest length, with the
+    multiplier s*(n) = 1 + τ·ln(n / L)/ln L that τ implies at the bucket's geometric middle."""
+    lines = ["| model | length | pooled | per book |", "|---|---|---|---|"]
+    for r in results:
+        for n in r["lengths"]:
+            books = " / ".join(f"{t:g}" for t in r["books"][n].values())
+            lines.append(f"| {r['about']} | {n} | {r['best'][n]['tau']:g} | {books} |")
+    lines += ["", "At the longest length, by the number of keys the scored token sees:", ""]
+    lines += ["| model | keys seen | best τ | s*(n) at the middle |", "|---|---|---|---|"]
+    for r in results:
+        n = r["lengths"][-1]
+        L = r["lengths"][0] // MULTIPLES[0]
+        for lo, hi, t in r["buckets"][n]:
+            if hi <= L:
+                continue
+            mid = math.sqrt(max(lo, 1) * hi)
+            s_star = 1 + t * math.log(mid / L) / math.log(L)
+            lines.append(f"| {r['about']} | ({lo}, {hi}] | {t:g} | {s_star:.3f} |")
+    return lines
+
+
 def report(results: list[dict], out: Path, paths: list[Path]) -> Path:
     lines = [
         "# Where is the best slope?",
@@ -309,6 +363,15 @@ def report(results: list[dict], out: Path, paths: list[Path]) -> Path:
         "## Best τ",
         "",
         *best_table(results),
+        "",
+        "The bootstrap resamples windows of the scored books and one training seed: it says nothing about other "
+        "books or seeds. Where β_n can be the lever at all:",
+        "",
+        *validity(results),
+        "",
+        "## Per book and per position",
+        "",
+        *books_and_positions(results),
         "",
         "## Perplexity by τ and length",
         "",
