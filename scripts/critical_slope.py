@@ -134,6 +134,7 @@ def analyse(name: str, out: Path, boot: int = 1000) -> dict:
         "entropy": {},
         "books": {},
         "buckets": {},
+        "entropy_layers": {},
     }
     for n in lengths:
         ppl = {t: by[("perplexity", v, n)]["value"] for t, v in sweep}
@@ -178,6 +179,7 @@ def analyse(name: str, out: Path, boot: int = 1000) -> dict:
     for v, b in bands.items():
         if label.get(v) is not None:
             result["entropy"][label[v]] = {int(n): x for n, x in b["all"].items()}
+            result["entropy_layers"][label[v]] = {int(n): x for n, x in b["layers"].items()}
     return result
 
 
@@ -203,6 +205,10 @@ def reading(results: list[dict]) -> list[str]:
             f"({pk[best_pk]:.2f} vs {pk[0.0]:.2f} at τ = 0); generation accuracy at τ = {best_pk:g}: "
             f"{r['passkey'][last]['accuracy'][best_pk]:.2f}."
         )
+        layers = r["entropy_layers"]
+        if layers:
+            L = r["lengths"][0] // 2
+            out.append("  " + _entropy_by_layer(layers, L, last))
         ent = r["entropy"]
         if ent:
             L = r["lengths"][0] // 2
@@ -214,6 +220,25 @@ def reading(results: list[dict]) -> list[str]:
                 f"{ent[0.0][last]:.2f}, τ = 3 gives {ent[3.0][last]:.2f}."
             )
     return out
+
+
+def _entropy_by_layer(layers: dict, L: int, last: int) -> str:
+    """Per layer, the τ (interpolated on the grid) at which the entropy of rows seeing ~``last`` keys returns to
+    the layer's own level at L; and how close each layer is at L to uniform attention (ln of the keys seen)."""
+    taus = sorted(layers)
+    parts = []
+    for layer in range(len(layers[taus[0]][L])):
+        target = layers[0.0][L][layer]
+        f = [layers[t][last][layer] - target for t in taus]
+        cross = next((i for i in range(len(f) - 1) if f[i] == 0 or (f[i] > 0) != (f[i + 1] > 0)), None)
+        if cross is None:
+            at = "never on the grid"
+        else:
+            a, b = taus[cross], taus[cross + 1]
+            at = f"τ ≈ {a + (b - a) * f[cross] / (f[cross] - f[cross + 1]):.2f}"
+        uniform = math.log(0.75 * L)  # rows in the band (L/2, L] see about 3L/4 keys
+        parts.append(f"layer {layer} {at} (at L {target:.2f} nats, {target / uniform:.0%} of uniform)")
+    return f"Per layer, entropy at {last} keys back to its level at L: " + "; ".join(parts) + "."
 
 
 def figures(results: list[dict], out: Path) -> list[Path]:
