@@ -11,7 +11,7 @@ import torch
 
 from . import checks
 from .errors import UserError
-from .grammar import format_params, parse_value
+from .grammar import format_params, format_value, parse_value
 from .schemes import MAX_TRAIN_LEN, CustomScheme, Scheme, get_scheme
 
 __all__ = ["LogScaleConfig", "format_layer_params", "parse_layer_params", "scale_factors"]
@@ -181,7 +181,9 @@ class LogScaleConfig:
 
 def format_layer_params(layer_params: Mapping[int, Mapping[str, Any]]) -> str:
     """``{0: {"tau": 0.8}, 1: {"tau": 1.3}}`` → ``0/tau=0.8;1/tau=1.3`` (the variant grammar's ``per_layer`` value)."""
-    return ";".join(f"{layer}/{k}={v!r}" for layer, params in layer_params.items() for k, v in params.items())
+    return ";".join(
+        f"{layer}/{k}={format_value(v)}" for layer, params in layer_params.items() for k, v in params.items()
+    )
 
 
 def parse_layer_params(text: str) -> dict[int, dict[str, Any]]:
@@ -208,4 +210,4 @@ def scale_factors(cfg: LogScaleConfig | Scheme, n: torch.Tensor | int | float | 
         raise UserError(f"key counts `n` must be numbers ≥ 1, got {n!r}") from None
     if n.numel() == 0 or not torch.isfinite(n).all() or (n < 1).any():
         raise UserError(f"key counts `n` must be finite numbers ≥ 1, got {n.tolist()!r}")
-    return scheme(n)
+    return scheme.values(n)

@@ -8,16 +8,22 @@ from typing import Any
 
 from .errors import UserError
 
-__all__ = ["ROPE_KIND_NAMES", "format_params", "parse_items", "parse_value"]
+__all__ = ["ROPE_KIND_NAMES", "format_params", "format_value", "parse_items", "parse_value"]
 
 # The first word of a variant part names a RoPE kind or a scheme; these names belong to RoPE kinds (rope.py defines
 # each), so no scheme may take one.
 ROPE_KIND_NAMES = ("yarn", "dynamic", "linear", "llama3", "longrope")
 
 
-def parse_value(text: str, where: str) -> int | float | bool:
-    """``true``/``false``, an integer or a float; anything else raises with ``where`` (the field) in the message."""
+def parse_value(text: str, where: str) -> int | float | bool | list:
+    """``true``/``false``, an integer, a float, or a list of numbers ``[a b c]``; anything else raises with
+    ``where`` (the field) in the message."""
     t = text.strip()
+    if t.startswith("[") and t.endswith("]"):
+        items = [parse_value(x, where) for x in t[1:-1].split()]
+        if not items or any(isinstance(x, (bool, list)) for x in items):
+            raise UserError(f"{where}: {text!r} is not a list of numbers such as [1.5 2 0.75]")
+        return items
     if t.lower() in ("true", "false"):
         return t.lower() == "true"
     try:
@@ -49,12 +55,13 @@ def parse_items(items: list[str], where: str, *, strings: bool = False) -> dict[
 
 def format_params(params: Mapping[str, Any]) -> str:
     """``{k: v}`` → ``k=v,k=v`` in the grammar ``parse_items`` reads (lists as ``[a b c]``)."""
-    return ",".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """One value as the grammar writes it (``parse_value`` reads it back)."""
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, (list, tuple)):
-        return "[" + " ".join(map(str, v)) + "]"
+        return "[" + " ".join(map(format_value, v)) + "]"
     return repr(v) if isinstance(v, float) else str(v)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,10 +99,18 @@ class Scheme(abc.ABC):
                 continue
             check = checks.integer if meta["integer"] else checks.number
             try:
-                out[f.name] = check(f.name, value, minimum=meta["min"], maximum=meta["max"])
+                if isinstance(value, (list, tuple)) and f.name != "train_len":  # one value per query head
+                    if not value:
+                        raise UserError(f"`{f.name}` per head must list one value per head, got []")
+                    out[f.name] = tuple(check(f.name, v, minimum=meta["min"], maximum=meta["max"]) for v in value)
+                else:
+                    out[f.name] = check(f.name, value, minimum=meta["min"], maximum=meta["max"])
             except ValueError as err:
                 required = " (required, e.g. yarn-temp:f=4)" if meta["required"] and value is None else ""
                 raise UserError(f"{cls.name}: {err}{required}") from None
+        counts = {len(v) for k, v in out.items() if isinstance(v, tuple)}
+        if len(counts) > 1:
+            raise UserError(f"{cls.name}: per-head parameters must all list the same number of heads, got {counts}")
         return out
 
     @classmethod
@@ -113,6 +122,25 @@ class Scheme(abc.ABC):
     @abc.abstractmethod
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         """Scales for key counts ``n`` (float64 tensor, any shape, values ≥ 1); same shape and dtype."""
+
+    @property
+    def heads(self) -> int | None:
+        """How many query heads the parameters are given for (a parameter may list one value per head); ``None``
+        when every parameter is one value for all heads."""
+        lengths = [len(getattr(self, f.name)) for f in self.params() if isinstance(getattr(self, f.name), tuple)]
+        return lengths[0] if lengths else None
+
+    @functools.cached_property
+    def head_schemes(self) -> tuple[Scheme, ...]:
+        """The scheme of each head: its own value of each per-head parameter."""
+        per_head = {f.name: getattr(self, f.name) for f in self.params() if isinstance(getattr(self, f.name), tuple)}
+        return tuple(dataclasses.replace(self, **{k: v[h] for k, v in per_head.items()}) for h in range(self.heads))
+
+    def values(self, n: torch.Tensor) -> torch.Tensor:
+        """s(n): ``n``'s shape, or [heads, *n.shape] for a scheme with per-head parameters."""
+        if self.heads is None:
+            return self(n)
+        return torch.stack([h(n) for h in self.head_schemes])
 
     def to_dict(self) -> dict[str, Any]:
         out = {"scheme": self.name}

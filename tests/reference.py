@@ -10,7 +10,7 @@ length scale (Ministral 3's llama_4_scaling_beta) is applied from the row's posi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -211,12 +211,16 @@ def reference_logits(
             visible = visible & (idx[None, :] > idx[:, None] - w)[None]
         n = visible.sum(-1)  # [B, Tq] keys each row sees
         fn = scale.get(li, lambda c: 1.0) if isinstance(scale, dict) else scale
+        # s(n) per row, or per row and head when ``fn`` returns one value per head: [B, T, H]
         s = torch.tensor(
-            [[fn(int(c)) if (layers is None or li in layers) and c > 0 else 1.0 for c in row] for row in n.tolist()],
+            [
+                [_per_head(fn(int(c)) if (layers is None or li in layers) and c > 0 else 1.0, H) for c in row]
+                for row in n.tolist()
+            ],
             dtype=torch.float64,
         )
         logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(D)
-        logits = logits * (s * row_native)[:, None, :, None]
+        logits = logits * (s * row_native[..., None]).permute(0, 2, 1)[..., None]
         logits = logits.masked_fill(~visible[:, None], float("-inf"))
         if attention is not None:
             attention[li] = logits
@@ -231,6 +235,13 @@ def reference_logits(
             h = h + _swiglu(x, W(mlp.gate_proj), W(mlp.up_proj), W(mlp.down_proj))
     h = _rms(h, W(dec.norm), eps)
     return h @ model.get_output_embeddings().weight.detach().double().T
+
+
+def _per_head(value: float | Sequence[float], heads: int) -> list[float]:
+    if isinstance(value, (list, tuple)):
+        assert len(value) == heads, (len(value), heads)
+        return [float(v) for v in value]
+    return [float(value)] * heads
 
 
 # Independent scheme formulas (Python floats), for the reference forward and the formula tests.

@@ -269,6 +269,7 @@ CLI_CASES = [
     ("diagnose --lengths 1000000", "no document has the 1000000 tokens"),
     ("calibrate --out {cwd}/tau.txt", "--out must be a .toml recipe file"),
     ("heads --out {cwd}/heads.txt", "--out must be a .csv file"),
+    ("heads --recipe {cwd}/r.txt", "--recipe must be a .toml file"),
     ("heads --rows 256", "--rows must be below L = 256, got 256"),
     ("heads --variant lgn", "unknown variant part 'lgn'"),
     ("calibrate --lengths 1x", "calibration needs lengths beyond the training length"),

@@ -252,10 +252,17 @@ def test_head_gaps_equal_a_float64_reference(family):
 
 
 def test_heads_command_writes_a_row_per_layer_and_head(tmp_path, cli):
-    out = tmp_path / "heads.csv"
-    code, cap = cli("heads", "--windows", "2", "--rows", "8", "--out", str(out))
+    out, recipe = tmp_path / "heads.csv", tmp_path / "zero-shot.toml"
+    code, cap = cli("heads", "--windows", "2", "--rows", "8", "--out", str(out), "--recipe", str(recipe))
     assert code == 0, cap.err
     assert "τ_c = ln L / G" in cap.out
+    model, _ = hls.load()
+    hls.patch(model, hls.load_recipe(str(recipe)))  # every head its own τ_c, no length beyond L seen
+    taus = [float(line.split(",")[6]) for line in out.read_text().splitlines()[1:]]
+    got = [t for layer in range(4) for t in hls.patch_state(model).layer_schemes[layer].tau]
+    assert got == pytest.approx(taus, abs=5e-5) and hls.verify(model).ok
+    code, cap = cli("describe", "--variant", f"@{recipe}")
+    assert code == 0 and "tau=[" in cap.out, cap.err
     lines = out.read_text().splitlines()
     assert lines[0] == "layer,head,G,delta,p_top,logodds,tau_c"
     assert len(lines) == 1 + 4 * 6  # the reference model: 4 layers × 6 heads

@@ -101,3 +101,19 @@ def test_an_unknown_training_length_is_asked_for():
     config = SimpleNamespace(model_type="llama", logscale={"variant": "logn"})  # states no length at all
     with pytest.raises(ValueError, match="give it in the variant"):
         serving_plan(config, 2048)
+
+
+def test_per_head_parameters_are_refused_in_vllm():
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rotary_emb = torch.nn.Module()
+            self.rotary_emb.register_buffer("cos_sin_cache", torch.zeros(4096, 8))
+            self.attn = SimpleNamespace(sliding_window=None)
+
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList([Attention()])
+    config = _config()
+    config.logscale = {"variant": "critical:tau=[1 2]"}
+    with pytest.raises(ValueError, match="per-head scheme parameters are not served yet"):
+        serving_plan(config, 2048).install(model)

@@ -127,11 +127,14 @@ def heads(
     device: DeviceOpt = None,
     attn: AttnOpt = None,
     out_file: Annotated[Path, typer.Option("--out", help="CSV with one row per layer and head.")] = Path("heads.csv"),
+    recipe: Annotated[
+        Path | None, typer.Option(help="Also write a recipe (.toml): critical with each head's τ_c, zero-shot.")
+    ] = None,
 ) -> None:
     """Per head at the training length L: the gap G between the top logit and the others, the top weight, and the
     critical slope τ_c = ln L / G that keeps the top key's log-odds constant as n grows (docs/theory.md).
 
-    Example: hf-logscale heads --variant yarn:factor=16,attention_factor=1 --out heads.csv
+    Example: hf-logscale heads --variant yarn:factor=16,attention_factor=1 --out heads.csv --recipe zero-shot.toml
     """
     import torch
 
@@ -142,6 +145,8 @@ def heads(
 
     if out_file.suffix != ".csv":
         raise UserError(f"--out must be a .csv file, got {out_file}")
+    if recipe is not None and recipe.suffix != ".toml":
+        raise UserError(f"--recipe must be a .toml file, got {recipe}")
     v = parse_variant(variant) if variant is not None else Variant()  # e.g. the RoPE frequencies to measure under
     model, tok, train_len_info = load_model(model_name, dtype, device, attn)
     if train_len_info is None:
@@ -154,3 +159,7 @@ def heads(
     print_table(heads_table(gaps, L))
     write_atomic(out_file, heads_csv(gaps, L))
     out.print(f"Wrote {out_file} ({gaps.rows} rows per head, n ≈ {gaps.n:.0f} keys)")
+    if recipe is not None:
+        what = f"critical τ_c = ln L / G per head, measured at L = {L} on {model_name or 'the reference model'}"
+        write_atomic(recipe, gaps.recipe(L, what + (f" under {v.label}" if v.rope else ""), v.rope))
+        out.print(f"Wrote {recipe}: use it as --variants @{recipe} (no length beyond L was seen)")

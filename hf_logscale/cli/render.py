@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from ..grammar import format_params
+
 __all__ = ["err", "out", "Progress", "print_grids", "print_table", "print_patch_report", "ranges", "show_warning"]
 
 out = Console()  # results
@@ -112,7 +114,7 @@ def print_patch_report(r) -> None:
         ("RoPE", f"{r.rope}, attention factor {r.rope_attention_factor:.4f}{compounding}"),
     ]
     if r.layer_params:
-        own = "; ".join(f"{i}: " + ", ".join(f"{k}={v:g}" for k, v in p.items()) for i, p in r.layer_params.items())
+        own = "; ".join(f"{i}: " + format_params(p) for i, p in r.layer_params.items())
         rows.append(("own parameters", f"layers {own} (the table shows the others)"))
     if r.native_scale:
         state = "replaced by s(n) while patched (restored by unpatch)" if r.native_replaced else "on, × s(n)"

@@ -11,6 +11,7 @@ median over rows and windows.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,9 @@ from ..patching import applied, patch_state
 from ..patching.families import layer_window
 from ..tables import Table
 
-__all__ = ["HeadGaps", "head_gaps", "heads_csv", "heads_table", "row_gaps"]
+__all__ = ["TAU_MAX", "HeadGaps", "head_gaps", "heads_csv", "heads_table", "row_gaps"]
+
+TAU_MAX = 100.0  # the critical scheme's upper bound: a head with G ≤ ln L / 100 (no top key) gets it
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,21 @@ class HeadGaps:
     logodds: torch.Tensor
     n: float
     rows: int
+
+    def recipe(self, train_len: int, description: str, rope: Any = None) -> str:
+        """A recipe (TOML): the critical scheme with each head's τ_c (capped at ``TAU_MAX``), per layer; ``rope``
+        (a ``RopeSetting``, the one measured under) becomes its [rope] table."""
+        tau = self.tau_c(train_len).clamp(max=TAU_MAX)
+        text = f"description = {json.dumps(description)}\n\n"
+        if rope is not None:
+            text += f'[rope]\nkind = "{rope.kind}"\n' + "".join(
+                f"{k} = {json.dumps(v)}\n" for k, v in rope.params.items()
+            )
+            text += "\n"
+        text += f'[scale]\nscheme = "critical"\ntrain_len = {train_len}\n\n[scale.per_layer]\n'
+        for layer in range(tau.shape[0]):
+            text += f"{layer} = {{ tau = [{', '.join(f'{t:.4f}' for t in tau[layer].tolist())}] }}\n"
+        return text
 
     def tau_c(self, train_len: int) -> torch.Tensor:
         """ln L / G (inf where G ≤ 0: no top key stands out)."""

@@ -55,8 +55,8 @@ class ScaleState:
         device: torch.device,
         dtype: torch.dtype,
     ) -> torch.Tensor:
-        """s(n) as ``[B or 1, 1, Tq, 1]`` (ready to broadcast over heads and head_dim) in ``dtype``,
-        n = position + 1 clipped to the window."""
+        """s(n) as ``[B or 1, 1, Tq, 1]`` (``[B or 1, H, Tq, 1]`` with per-head parameters), ready to broadcast
+        over heads and head_dim, in ``dtype``; n = position + 1 clipped to the window."""
         if position_ids is None:
             # Callers always pass position_ids through the decoder layers; without them assume no padding.
             position_ids = torch.arange(kv_len - q_len, kv_len, device=device)[None]
@@ -75,7 +75,8 @@ class ScaleState:
         n = position_ids.to(device=device, dtype=exact) + 1.0
         if window is not None:
             n = n.clamp(max=float(window))
-        s = scheme(n).to(dtype)[:, None, :, None]
+        values = scheme.values(n)  # [B, T], or [H, B, T] with per-head parameters
+        s = (values.to(dtype)[:, None] if scheme.heads is None else values.to(dtype).transpose(0, 1))[..., None]
         self._cache[key] = (position_ids, version, s)
         return s
 
@@ -101,6 +102,11 @@ class LayerScale:
         dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
         if self.scheme.identity and self.state.probe is None:
             return query
+        if self.scheme.heads not in (None, query.shape[1]):
+            raise UserError(
+                f"layer {self.layer_idx} has {query.shape[1]} query heads; its scheme lists {self.scheme.heads} "
+                "per-head values"
+            )
         s = self.state.scales(self.scheme, position_ids, self.window, query.shape[-2], kv_len, query.device, dtype)
         if self.state.probe is not None:
             self.state.probe[self.layer_idx] = s.detach().to("cpu", torch.float64).flatten()

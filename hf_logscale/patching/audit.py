@@ -87,7 +87,7 @@ def describe(model: torch.nn.Module) -> PatchReport:
         row: dict[str, float] = {"n": n}
         for w in sorted(set(windows.values()), key=lambda w: (w is not None, w or 0)):
             nn = min(n, w) if w is not None else n
-            s = float(state.scheme(torch.tensor([float(nn)], dtype=torch.float64))[0])
+            s = float(state.scheme.values(torch.tensor([float(nn)], dtype=torch.float64)).median())  # median head
             row["s" if w is None else f"s@window{w}"] = s
         if native_live:
             row["native"] = native.factor(model.config, n)
@@ -139,7 +139,7 @@ def verify_plan(model: torch.nn.Module) -> VerifyPlan:
     expected = {}
     for i in state.layers:
         w = layer_window(layers[i])
-        expected[i] = state.layer_schemes[i](n.clamp(max=w) if w else n).tolist()
+        expected[i] = state.layer_schemes[i].values(n.clamp(max=w) if w else n).flatten().tolist()  # head-major
     return VerifyPlan(positions, expected)
 
 

@@ -131,6 +131,12 @@ def _install(
         train_len, source = resolved.value, resolved.source
     scheme = variant.scale.build(train_len)
     layer_schemes = {idx: variant.scale.build(train_len, layer=idx) for idx, _ in selected}
+    heads = getattr(model.config, "num_attention_heads", None)
+    for idx, layer_scheme in layer_schemes.items():
+        if layer_scheme.heads not in (None, heads):
+            raise UserError(
+                f"layer {idx}: the scheme lists {layer_scheme.heads} per-head values; the model has {heads} query heads"
+            )
 
     base_impl = model.config._attn_implementation
     impl = register_backend(base_impl)

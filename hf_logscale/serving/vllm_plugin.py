@@ -119,6 +119,8 @@ class ServingPlan:
                 scheme = self.variant.scale.build(self.train_len, layer=indices[name])
                 if scheme.identity:
                     continue
+                if scheme.heads is not None:
+                    raise UserError("hf-logscale in vLLM: per-head scheme parameters are not served yet; use one value")
                 window = getattr(module.attn, "sliding_window", None)
                 key = (scheme, window, device)
                 if key not in tables:
