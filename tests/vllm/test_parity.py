@@ -69,6 +69,15 @@ def close(llm) -> None:
     gc.collect()
 
 
+def served_logprobs(model: Path | str, prompts: list[list[int]], **kw) -> list[torch.Tensor]:
+    """Prompt log-probabilities from a fresh engine for ``model``, shut down after."""
+    llm = engine(model, **kw)
+    try:
+        return vllm_logprobs(llm, prompts)
+    finally:
+        close(llm)
+
+
 def vllm_logprobs(llm, prompts: list[list[int]]) -> list[torch.Tensor]:
     """log p of each prompt token given the ones before it (positions 1 …), from vLLM."""
     from vllm import SamplingParams
@@ -122,11 +131,7 @@ def test_a_patched_folder_served_by_vllm_equals_transformers(reference, variant,
     folder = saved(model, tok, variant, tmp_path / "patched")
     with hls.patched(model, variant):
         want = hf_logprobs(model, prompts)
-    llm = engine(folder)
-    try:
-        assert_close(vllm_logprobs(llm, prompts), want)
-    finally:
-        close(llm)
+    assert_close(served_logprobs(folder, prompts), want)
 
 
 def test_a_plain_checkpoint_takes_a_variant_through_hf_overrides(reference):
@@ -134,11 +139,7 @@ def test_a_plain_checkpoint_takes_a_variant_through_hf_overrides(reference):
     variant = "yarn:factor=8,attention_factor=1+logn"
     with hls.patched(model, variant):
         want = hf_logprobs(model, prompts)
-    llm = engine(REFERENCE_MODEL, hf_overrides={"logscale": {"variant": variant}})
-    try:
-        assert_close(vllm_logprobs(llm, prompts), want)
-    finally:
-        close(llm)
+    assert_close(served_logprobs(REFERENCE_MODEL, prompts, hf_overrides={"logscale": {"variant": variant}}), want)
 
 
 def _moe(name: str):
@@ -175,11 +176,7 @@ def test_tiny_families_equal_transformers(family, tmp_path):
     prompts = [torch.randint(1, 256, (n,), generator=g).tolist() for n in (64, 200)]
     with hls.patched(model, variant):
         want = hf_logprobs(model, prompts)
-    llm = engine(folder, skip_tokenizer_init=True, max_model_len=256)
-    try:
-        assert_close(vllm_logprobs(llm, prompts), want)
-    finally:
-        close(llm)
+    assert_close(served_logprobs(folder, prompts, skip_tokenizer_init=True, max_model_len=256), want)
 
 
 def test_smollm2_equals_transformers(tmp_path):
@@ -195,11 +192,7 @@ def test_smollm2_equals_transformers(tmp_path):
         want = hf_logprobs(model, prompts)
     del model
     gc.collect()
-    llm = engine(folder, max_model_len=512)
-    try:
-        assert_close(vllm_logprobs(llm, prompts), want)
-    finally:
-        close(llm)
+    assert_close(served_logprobs(folder, prompts, max_model_len=512), want)
 
 
 def test_generation_and_a_mixed_batch_with_chunked_prefill_and_prefix_caching(reference, tmp_path):
@@ -282,11 +275,7 @@ def test_lm_eval_with_vllm_runs_a_project_task(reference, tmp_path):
 def test_a_model_without_a_logscale_entry_runs_as_plain_vllm(reference):
     _, _, prompts = reference
     within = [prompts[0][: L - 1]]
-    llm = engine(REFERENCE_MODEL, max_model_len=L)
-    try:
-        ours = vllm_logprobs(llm, within)[0]
-    finally:
-        close(llm)
+    ours = served_logprobs(REFERENCE_MODEL, within, max_model_len=L)[0]
     script = (
         "import json, sys; from vllm import LLM, SamplingParams\n"
         "p = json.loads(sys.argv[1])\n"
@@ -341,8 +330,4 @@ def test_ministral3_own_scale_is_applied_and_a_scheme_replaces_it(variant, tmp_p
     else:
         with hls.patched(model, variant):
             want = hf_logprobs(model, prompts)
-    llm = engine(folder, skip_tokenizer_init=True, max_model_len=256)
-    try:
-        assert_close(vllm_logprobs(llm, prompts), want)
-    finally:
-        close(llm)
+    assert_close(served_logprobs(folder, prompts, skip_tokenizer_init=True, max_model_len=256), want)
