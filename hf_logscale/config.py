@@ -81,7 +81,7 @@ class LogScaleConfig:
             # Values checked now against the scheme's declared ranges: errors surface at construction.
             for layer in (None, *self.layer_params):
                 cls.check({**self.params, **self.layer_params.get(layer, {}), "train_len": self.train_len})
-        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "params", _lists_as_tuples(self.params))
         if self.layers is not None and not callable(self.layers):
             if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
                 raise UserError(f"`layers` must be a non-empty list of layer indices ≥ 0, got {self.layers!r}")
@@ -106,7 +106,7 @@ class LogScaleConfig:
                 raise UserError(
                     f"{self.scheme}: unknown parameter {unknown[0]!r} for layer {index}. Accepted: {accepted}"
                 )
-            clean[index] = dict(params)
+            clean[index] = _lists_as_tuples(params)
         object.__setattr__(self, "layer_params", dict(sorted(clean.items())))
 
     @property
@@ -177,6 +177,11 @@ class LogScaleConfig:
             layers=data.get("layers"),
             layer_params=data.get("layer_params") or {},
         )
+
+
+def _lists_as_tuples(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-head values as tuples, however given (a list from text, TOML or JSON): equal configs compare equal."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
 def format_layer_params(layer_params: Mapping[int, Mapping[str, Any]]) -> str:

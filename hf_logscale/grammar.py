@@ -64,4 +64,4 @@ def format_value(v: Any) -> str:
         return str(v).lower()
     if isinstance(v, (list, tuple)):
         return "[" + " ".join(map(format_value, v)) + "]"
-    return repr(v) if isinstance(v, float) else str(v)
+    return repr(float(v)) if isinstance(v, float) else str(v)  # numpy floats are floats: written as plain floats

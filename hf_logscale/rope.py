@@ -138,7 +138,7 @@ def _coerce(kind: str, key: str, value: Any, typ: type) -> Any:
     if typ is list:
         if isinstance(value, (list, tuple)) and all(isinstance(x, (int, float)) for x in value):
             return [float(x) for x in value]
-        raise UserError(f"{kind}: `{key}` must be a list of numbers (give it in a recipe file), got {value!r}")
+        raise UserError(f"{kind}: `{key}` must be a list of numbers such as [1 1.5 2], got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UserError(f"{kind}: `{key}` must be a number, got {value!r}")
     if typ is int:

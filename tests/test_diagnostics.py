@@ -269,3 +269,14 @@ def test_heads_command_writes_a_row_per_layer_and_head(tmp_path, cli):
     for line in lines[1:]:
         g, tau = float(line.split(",")[2]), float(line.split(",")[6])
         assert g > 0 and tau == pytest.approx(math.log(256) / g, rel=1e-5)
+
+
+def test_head_gaps_label_the_layers_they_observed():
+    """A model patched on some layers only is observed on those: rows are labelled by the model's layer index."""
+    from hf_logscale.diagnostics import head_gaps, heads_csv
+
+    model, _ = hls.load()
+    hls.patch(model, "logn", layers=[1, 3])
+    gaps = head_gaps(model, torch.randint(5, 4000, (1, 64), generator=torch.Generator().manual_seed(0)), rows=4)
+    assert gaps.layers == (1, 3) and gaps.G.shape[0] == 2
+    assert {line.split(",")[0] for line in heads_csv(gaps, 256).splitlines()[1:]} == {"1", "3"}

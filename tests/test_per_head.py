@@ -35,8 +35,10 @@ def test_each_head_gets_its_own_scale(family, attn):
 
 def test_per_head_values_round_trip_through_the_grammar_and_a_saved_folder(tmp_path):
     v = hls.parse_variant("critical:train_len=16,per_layer=0/tau=[0.5 1 2 3];1/tau=[1 1 1 1.5]")
-    assert v.scale.layer_params[0]["tau"] == [0.5, 1, 2, 3]
+    assert v.scale.layer_params[0]["tau"] == (0.5, 1, 2, 3)
     assert hls.parse_variant(v.text) == v
+    given = hls.Variant(scale=hls.LogScaleConfig("critical", tau=(0.5, 1.5)))
+    assert hls.parse_variant(given.text) == given  # a tuple in Python, a list in text: the same config
     model, tok = hls.load()
     H = model.config.num_attention_heads
     hls.patch(model, hls.LogScaleConfig("critical", tau=[1.5] * H))

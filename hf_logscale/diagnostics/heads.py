@@ -37,6 +37,7 @@ class HeadGaps:
     logodds: torch.Tensor
     n: float
     rows: int
+    layers: tuple[int, ...]  # the model's layer index of each row of the tensors
 
     def recipe(self, train_len: int, description: str, rope: Any = None) -> str:
         """A recipe (TOML): the critical scheme with each head's τ_c (capped at ``TAU_MAX``), per layer; ``rope``
@@ -49,8 +50,8 @@ class HeadGaps:
             )
             text += "\n"
         text += f'[scale]\nscheme = "critical"\ntrain_len = {train_len}\n\n[scale.per_layer]\n'
-        for layer in range(tau.shape[0]):
-            text += f"{layer} = {{ tau = [{', '.join(f'{t:.4f}' for t in tau[layer].tolist())}] }}\n"
+        for row, layer in enumerate(self.layers):
+            text += f"{layer} = {{ tau = [{', '.join(f'{t:.4f}' for t in tau[row].tolist())}] }}\n"
         return text
 
     def tau_c(self, train_len: int) -> torch.Tensor:
@@ -110,8 +111,10 @@ def head_gaps(model: Any, windows: torch.Tensor, rows: int = 16, variant: Any = 
     # [layers, 4, heads, all rows]
     stacked = torch.stack([torch.cat(found[i], 1).permute(0, 2, 1, 3).flatten(2) for i in sorted(found)])
     med = stacked.median(-1).values
+    if torch.isnan(med).any():
+        raise ValueError("non-finite attention logits: the gaps are NaN (check the model's weights and variant)")
     n = float(torch.cat(seen_n).mean())
-    return HeadGaps(med[:, 0], med[:, 1], med[:, 2], med[:, 3], n, stacked.shape[-1])
+    return HeadGaps(med[:, 0], med[:, 1], med[:, 2], med[:, 3], n, stacked.shape[-1], tuple(sorted(found)))
 
 
 def heads_table(gaps: HeadGaps, train_len: int) -> Table:
@@ -122,13 +125,13 @@ def heads_table(gaps: HeadGaps, train_len: int) -> Table:
         ["layer", "G", "p_top", "τ_c", "τ_c range"],
         text_columns=0,
     )
-    for layer in range(tau.shape[0]):
-        t = tau[layer]
+    for row, layer in enumerate(gaps.layers):
+        t = tau[row]
         table.rows.append(
             [
                 str(layer),
-                f"{gaps.G[layer].median():.2f}",
-                f"{gaps.p_top[layer].median():.3f}",
+                f"{gaps.G[row].median():.2f}",
+                f"{gaps.p_top[row].median():.3f}",
                 f"{t.median():.2f}",
                 f"{t.min():.2f} – {t.max():.2f}",
             ]
@@ -139,8 +142,8 @@ def heads_table(gaps: HeadGaps, train_len: int) -> Table:
 def heads_csv(gaps: HeadGaps, train_len: int) -> str:
     tau = gaps.tau_c(train_len)
     lines = ["layer,head,G,delta,p_top,logodds,tau_c"]
-    for layer in range(tau.shape[0]):
+    for row, layer in enumerate(gaps.layers):
         for head in range(tau.shape[1]):
             values = (gaps.G, gaps.delta, gaps.p_top, gaps.logodds, tau)
-            lines.append(f"{layer},{head}," + ",".join(f"{v[layer, head].item():.6g}" for v in values))
+            lines.append(f"{layer},{head}," + ",".join(f"{v[row, head].item():.6g}" for v in values))
     return "\n".join(lines) + "\n"

@@ -111,8 +111,10 @@ class ServingPlan:
             if indices[name] not in chosen:
                 continue
             device = cache.device if cache is not None else torch.device("cpu")
-            if self.variant is None:  # the architecture's own scale: by position, every layer
-                key: Any = ("native", device)
+            if self.variant is None or self.variant.scale.scheme_name == "none":
+                if self.native is None:
+                    continue
+                key: Any = ("native", device)  # the architecture's own scale: by position, every layer
                 if key not in tables:
                     tables[key] = native_table(*self.native, self.max_len).to(device)
             else:
@@ -171,10 +173,11 @@ def serving_plan(config: Any, max_len: int) -> ServingPlan | None:
         raise UserError(
             f'the `{ENTRY}` config entry must be {{"variant": "<variant>"}} or a saved patch, got {entry!r}'
         )
-    if native:  # a scheme replaces the architecture's own scale, as the transformers patch does
-        _NATIVE.switch_off(config)
     given = entry["variant"]
     variant = parse_variant(given) if isinstance(given, str) else Variant.from_dict(given)
+    if native and variant.scale.scheme_name != "none":  # a scheme replaces the architecture's own scale, as the
+        _NATIVE.switch_off(config)  # transformers patch does; a RoPE-only variant keeps it
+        native = None
     train_len = variant.scale.train_len
     if train_len is None:
         try:
@@ -189,7 +192,7 @@ def serving_plan(config: Any, max_len: int) -> ServingPlan | None:
                 "hf-logscale: L = %d is a guess (%s); give train_len=N in the variant", found.value, found.source
             )
         train_len = found.value
-    return ServingPlan(variant, int(train_len), int(max_len), rope_from_variant=isinstance(given, str))
+    return ServingPlan(variant, int(train_len), int(max_len), isinstance(given, str), native)
 
 
 def _layer_index(name: str) -> int:

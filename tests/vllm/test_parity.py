@@ -299,10 +299,10 @@ def test_refused_settings_fail_before_serving():
         engine(REFERENCE_MODEL, max_model_len=16 * L, hf_overrides={"logscale": {"variant": "yarn:factor=8+logn"}})
 
 
-@pytest.mark.parametrize("variant", [None, "logn:train_len=16"])
+@pytest.mark.parametrize("variant", [None, "logn:train_len=16", "yarn:factor=16,attention_factor=1"])
 def test_ministral3_own_scale_is_applied_and_a_scheme_replaces_it(variant, tmp_path):
     """vLLM serves Ministral 3 with its Mistral class and skips llama_4_scaling_beta for Hugging Face-format
-    configs; the plugin applies it as transformers does, and a scheme replaces it."""
+    configs; the plugin applies it as transformers does, a scheme replaces it, a RoPE-only variant keeps it."""
     import transformers
 
     cfg = transformers.Ministral3Config(
