@@ -117,3 +117,14 @@ def test_per_head_parameters_are_refused_in_vllm():
     config.logscale = {"variant": "critical:tau=[1 2]"}
     with pytest.raises(ValueError, match="per-head scheme parameters are not served yet"):
         serving_plan(config, 2048).install(model)
+
+
+def test_a_refused_rope_type_is_found_in_per_layer_type_parameters_too():
+    config = SimpleNamespace(
+        model_type="llama",
+        max_position_embeddings=256,
+        rope_parameters={"full_attention": {"rope_type": "dynamic", "factor": 4.0}, "sliding_attention": {}},
+        logscale={"variant": "logn"},
+    )
+    with pytest.raises(ValueError, match="RoPE type 'dynamic' is refused"):
+        serving_plan(config, 1024).prepare(config)

@@ -85,10 +85,13 @@ class ServingPlan:
         if self.rope_from_variant and self.variant is not None and self.variant.rope is not None:
             for key, value in rope_config_update(config, self.variant.rope, self.train_len).items():
                 setattr(config, key, value)
-        kind = (rope_params(config) or {}).get("rope_type", "default")
-        if kind in _REFUSED_ROPE:
-            raise UserError(f"hf-logscale in vLLM: RoPE type {kind!r} is refused: {_REFUSED_ROPE[kind]}")
-        if kind == "default" and getattr(config, "max_position_embeddings", 0) < self.max_len:
+        params = rope_params(config) or {}
+        nested = [v for v in params.values() if isinstance(v, dict)]  # per layer type (transformers 5)
+        kinds = {p.get("rope_type", "default") for p in nested} if nested else {params.get("rope_type", "default")}
+        refused = sorted(kinds & set(_REFUSED_ROPE))
+        if refused:
+            raise UserError(f"hf-logscale in vLLM: RoPE type {refused[0]!r} is refused: {_REFUSED_ROPE[refused[0]]}")
+        if kinds == {"default"} and getattr(config, "max_position_embeddings", 0) < self.max_len:
             config.max_position_embeddings = self.max_len
 
     def install(self, model: torch.nn.Module) -> int:
