@@ -103,20 +103,19 @@ def test_an_unknown_training_length_is_asked_for():
         serving_plan(config, 2048)
 
 
-def test_per_head_parameters_are_refused_in_vllm():
-    class Attention(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rotary_emb = torch.nn.Module()
-            self.rotary_emb.register_buffer("cos_sin_cache", torch.zeros(4096, 8))
-            self.attn = SimpleNamespace(sliding_window=None)
-
-    model = torch.nn.Module()
-    model.layers = torch.nn.ModuleList([Attention()])
-    config = _config()
-    config.logscale = {"variant": "critical:tau=[1 2]"}
-    with pytest.raises(ValueError, match="per-head scheme parameters are not served yet"):
-        serving_plan(config, 2048).install(model)
+def test_per_head_tables_multiply_each_head_by_its_column():
+    scheme = hls.LogScaleConfig("critical", train_len=16, tau=[0.5, 1.0, 2.0]).build()
+    table = scale_table(scheme, 64, None)
+    assert table.shape == (64, 3)
+    for h, tau in enumerate((0.5, 1.0, 2.0)):
+        want = scale_table(hls.LogScaleConfig("critical", train_len=16, tau=tau).build(), 64, None)
+        assert torch.equal(table[:, h], want)
+    rotary = ScaledRotary(_Identity(), table)
+    positions = torch.tensor([0, 40, 63])
+    q = torch.randn(3, 3 * 8, dtype=torch.bfloat16)
+    q2, _ = rotary(positions, q, torch.zeros(3, 8))
+    want = (q.float().view(3, 3, 8) * table[positions][..., None]).to(torch.bfloat16).view(3, 24)
+    assert torch.equal(q2, want)
 
 
 def test_a_refused_rope_type_is_found_in_per_layer_type_parameters_too():

@@ -17,7 +17,8 @@ as transformers does; a scheme replaces it (the two never stack), as the transfo
 
 Refused, with the reason: dynamic NTK and LongRoPE (vLLM fixes their frequencies once per engine where
 transformers recomputes them per sequence), a context longer than a RoPE table covers, and a ``logscale`` entry on
-an architecture the plugin does not cover.
+an architecture the plugin does not cover. Per-head parameters give each query head its own column of the table
+(under tensor parallelism each rank takes the columns of the heads it holds).
 """
 
 from __future__ import annotations
@@ -124,23 +125,41 @@ class ServingPlan:
                 scheme = self.variant.scale.build(self.train_len, layer=indices[name])
                 if scheme.identity:
                     continue
-                if scheme.heads is not None:
-                    raise UserError("hf-logscale in vLLM: per-head scheme parameters are not served yet; use one value")
                 window = getattr(module.attn, "sliding_window", None)
-                key = (scheme, window, device)
+                heads = _head_slice(module, scheme)  # this rank's query heads, for per-head parameters
+                key = (scheme, window, device, heads)
                 if key not in tables:
-                    tables[key] = scale_table(scheme, self.max_len, window).to(device)
+                    table = scale_table(scheme, self.max_len, window)
+                    tables[key] = (table[:, heads[0] : heads[1]].contiguous() if heads else table).to(device)
             module.rotary_emb = ScaledRotary(rope, tables[key])
             wrapped += 1
         return wrapped
 
 
 def scale_table(scheme: Scheme, length: int, window: int | None) -> torch.Tensor:
-    """s(min(p + 1, window)) for positions p = 0 … length − 1: float64 formula, rounded once to float32."""
+    """s(min(p + 1, window)) for positions p = 0 … length − 1 ([length], or [length, heads] with per-head
+    parameters): float64 formula, rounded once to float32."""
     n = torch.arange(1, length + 1, dtype=torch.float64)
     if window is not None:
         n = n.clamp(max=float(window))
-    return scheme(n).to(torch.float32)
+    values = scheme.values(n)
+    return (values if scheme.heads is None else values.T).to(torch.float32)
+
+
+def _head_slice(module: torch.nn.Module, scheme: Scheme) -> tuple[int, int] | None:
+    """The columns of a per-head table this rank's queries hold (tensor parallelism splits the heads evenly)."""
+    if scheme.heads is None:
+        return None
+    total = getattr(module, "total_num_heads", None)
+    local = getattr(module, "num_heads", None)
+    if total is None or local is None:
+        raise UserError(f"hf-logscale in vLLM: {type(module).__name__} does not state its heads; per-head refused")
+    if scheme.heads != total:
+        raise UserError(f"hf-logscale in vLLM: the scheme lists {scheme.heads} per-head values; the model has {total}")
+    from vllm.distributed import get_tensor_model_parallel_rank
+
+    start = get_tensor_model_parallel_rank() * local
+    return start, start + local
 
 
 def native_table(beta: float, anchor: int, length: int) -> torch.Tensor:
@@ -159,10 +178,15 @@ class ScaledRotary(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor, *args: Any, **kwargs: Any):
         query, key = self.rope(positions, query, key, *args, **kwargs)
-        s = self.table[positions].view(-1, *([1] * (query.dim() - 1)))
+        shape = query.shape
+        if self.table.dim() == 2:  # per head: [tokens, heads] against the queries as [tokens, heads, head_dim]
+            query = query.reshape(shape[0], self.table.shape[1], -1)
+            s = self.table[positions][..., None]
+        else:
+            s = self.table[positions].view(-1, *([1] * (query.dim() - 1)))
         if query.dtype == torch.float32:
-            return query * s, key
-        return (query.float() * s).to(query.dtype), key
+            return (query * s).reshape(shape), key
+        return (query.float() * s).to(query.dtype).reshape(shape), key
 
 
 def serving_plan(config: Any, max_len: int) -> ServingPlan | None:

@@ -45,6 +45,7 @@ VARIANTS = [
     "none",
     "logn",
     "critical:tau=2",
+    "critical:tau=[0.5 1 1.5 2 2.5 3]",  # one τ per query head (the reference model has 6)
     "ssmax:tau=0.5",
     "llama4:a=0.5,F=64",
     "yarn-temp:f=4",
