@@ -123,7 +123,7 @@ class Scheme(abc.ABC):
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         """Scales for key counts ``n`` (float64 tensor, any shape, values ≥ 1); same shape and dtype."""
 
-    @property
+    @functools.cached_property
     def heads(self) -> int | None:
         """How many query heads the parameters are given for (a parameter may list one value per head); ``None``
         when every parameter is one value for all heads."""

@@ -102,11 +102,6 @@ class LayerScale:
         dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
         if self.scheme.identity and self.state.probe is None:
             return query
-        if self.scheme.heads not in (None, query.shape[1]):
-            raise UserError(
-                f"layer {self.layer_idx} has {query.shape[1]} query heads; its scheme lists {self.scheme.heads} "
-                "per-head values"
-            )
         s = self.state.scales(self.scheme, position_ids, self.window, query.shape[-2], kv_len, query.device, dtype)
         if self.state.probe is not None:
             self.state.probe[self.layer_idx] = s.detach().to("cpu", torch.float64).flatten()
