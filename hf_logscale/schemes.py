@@ -241,9 +241,12 @@ class YarnTemperature(Scheme):
 class Power(Scheme):
     name: ClassVar[str] = "power"
     formula: ClassVar[str] = "max(1, ln n / ln L)^p"
-    origin: ClassVar[str] = "interpolates none (p=0), logn (p=1) and YaRN-like (log n)² growth (p=2)"
+    origin: ClassVar[str] = (
+        "interpolates none (p=0), logn (p=1) and YaRN-like (log n)² growth (p=2); p < 0 lets s fall below 1 "
+        "beyond L (slope p at L, like critical:tau=p, and s > 0 for every n)"
+    )
 
-    p: float = _param(2.0, "p, the exponent", minimum=0, maximum=10)
+    p: float = _param(2.0, "p, the exponent (< 0: softer logits beyond L)", minimum=-4, maximum=10)
 
     def __call__(self, n: torch.Tensor) -> torch.Tensor:
         return torch.clamp(torch.log(n) / self._lnL, min=1.0) ** self.p

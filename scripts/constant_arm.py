@@ -1,16 +1,23 @@
-"""Does a constant multiplier do what the slope sweep found? On the testbed whose positions are fixed (the RoPE
-reference model with YaRN ×16 frequencies), perplexity of the first n tokens of each of the 5 held-out books at
-2×–16× L under a grid of τ (critical, the slope in ln n) × c (a constant logit multiplier for every n, through
-YaRN's attention factor: logits × attention_factor², so c = af²).
+"""Where is the optimum? On the testbed whose positions are fixed (the RoPE reference model with YaRN ×16
+frequencies), perplexity of the first n tokens of each of the 5 held-out books at 2×–16× L, on both training seeds
+of the RoPE reference model (`reference`: seed 0, `reference:seed1`: seed 1), under a grid of
 
-Per book, the best (c, τ) at each length; pooled, the mean perplexity over books with the spread across books.
-Writes docs/critical-slope/constant/ (results.jsonl from compare, table.md). Re-made by:
+- c, a constant logit multiplier for every n, through YaRN's attention factor (logits × attention_factor², so
+  c = af²), from below 1 to above the best;
+- the slope in ln n beyond L: critical:τ for τ ≥ 0, and power:p with p < 0 below the trained slope (s falls under
+  1 beyond L: slope p at L, like critical:τ = p, and s > 0 for every n).
+
+The best arm at each length pooled over the 10 (seed, book) units, per seed and per unit, with an interval from a
+hierarchical bootstrap (seeds resampled, then books within each seed) of which arm is best.
+Writes docs/critical-slope/constant/ (seed0/ and seed1/ records from compare, table.md). Re-made (stored cells are
+resumed, not recomputed) by:
 python scripts/constant_arm.py
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from pathlib import Path
 
@@ -21,55 +28,90 @@ from hf_logscale.results import ResultStore
 from hf_logscale.variants import parse_variant
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "critical-slope" / "constant"
-FACTORS = (1.0, 1.05, 1.1, 1.15)  # YaRN attention factor: logits × af² = 1, 1.1025, 1.21, 1.3225
-TAUS = (0.0, 0.5, 1.0, 2.0)
+SEEDS = {0: "reference", 1: "reference:seed1"}
+FACTORS = (0.95, 1.0, 1.05, 1.1, 1.15)  # YaRN attention factor: c = af² = 0.90, 1, 1.10, 1.21, 1.32
+SLOPES = (-0.5, -0.25, 0.0, 0.5, 1.0, 2.0)  # < 0: power:p; ≥ 0: critical:tau
+L = 256
+LENGTHS = tuple(m * L for m in (2, 4, 8, 16))
+DRAWS = 2000
 
 
-def variant(af: float, tau: float) -> str:
-    return f"yarn:factor=16,attention_factor={af:g}" + (f"+critical:tau={tau:g}" if tau else "")
+def variant(af: float, slope: float) -> str:
+    scale = f"+power:p={slope:g}" if slope < 0 else f"+critical:tau={slope:g}" if slope else ""
+    return f"yarn:factor=16,attention_factor={af:g}{scale}"
+
+
+def measure(seed: int, grid: dict) -> dict:
+    """{(length, arm): [perplexity per book]} for one training seed; stored cells are resumed."""
+    model, tok = hls.load(SEEDS[seed])
+    variants = [parse_variant(v) for v in grid.values()]
+    label = {v.label: arm for v, arm in zip(variants, grid, strict=True)}
+    spec = EvalSpec("ppl", LENGTHS, mode="truncate", max_documents=5)
+    store = ResultStore(OUT / f"seed{seed}")
+    result = run_compare(model, tok, variants, [spec], store, model_name=SEEDS[seed], batch_size=1)
+    return {
+        (r["length"], label[r["variant"]]): [math.exp(nll / n) for _, nll, n in r["windows"]]
+        for r in result.records
+        if r["metric"] == "nll"
+    }
+
+
+def best(units: list[tuple[int, int]], per: dict, n: int, grid: dict) -> tuple:
+    """The arm with the lowest mean perplexity over ``units`` ((seed, book) pairs) at length n."""
+    return min(grid, key=lambda arm: statistics.mean(per[s][(n, arm)][b] for s, b in units))
+
+
+def fmt(arm: tuple) -> str:
+    af, slope = arm
+    return f"(c {af**2:.2f}, {'p' if slope < 0 else 'τ'} {slope:g})"
 
 
 def main() -> None:
-    model, tok = hls.load("reference")
-    L = 256
-    grid = {(af, tau): variant(af, tau) for af in FACTORS for tau in TAUS}
-    variants = [parse_variant(v) for v in grid.values()]
-    label = {v.label: key for v, key in zip(variants, grid, strict=True)}
-    spec = EvalSpec("ppl", tuple(m * L for m in (2, 4, 8, 16)), mode="truncate", max_documents=5)
-    OUT.mkdir(parents=True, exist_ok=True)
-    result = run_compare(model, tok, variants, [spec], ResultStore(OUT), model_name="reference", batch_size=1)
-    per = {}  # (length, (af, tau)) -> [ppl per book]
-    for r in result.records:
-        if r["metric"] == "nll":
-            per[(r["length"], label[r["variant"]])] = [math.exp(nll / n) for _, nll, n in r["windows"]]
+    grid = {(af, slope): variant(af, slope) for af in FACTORS for slope in SLOPES}
+    per = {seed: measure(seed, grid) for seed in SEEDS}
+    books = len(per[0][(LENGTHS[0], (1.0, 0.0))])
+    units = [(s, b) for s in SEEDS for b in range(books)]
+    rng = random.Random(0)
     lines = [
-        "# A constant multiplier beside the slope",
+        "# Where the optimum lies: a constant multiplier and slopes on both sides",
         "",
-        "RoPE reference model with YaRN ×16 frequencies; first n tokens of each of the 5 held-out books; logit",
-        "multiplier c = attention_factor² for every n, times critical:τ beyond L. Generated by",
-        "`python scripts/constant_arm.py` from `results.jsonl` here.",
+        "RoPE reference model, two training seeds, YaRN ×16 frequencies; first n tokens of each of the 5 held-out",
+        "books. c = attention_factor² multiplies the logits at every n; beyond L the slope τ (critical:τ) or, below",
+        "the trained slope, p < 0 (power:p: s falls under 1). Generated by `python scripts/constant_arm.py` from",
+        "the records in seed0/ and seed1/.",
         "",
-        "| n | best (c, τ) by mean ppl | mean ppl (min–max over books) | c = 1, τ = 1 | c = 1, τ = 0 "
-        "| best (c, τ) per book |",
-        "|---|---|---|---|---|---|",
+        f"Interval: the arms chosen in ≥ 5 % of {DRAWS} hierarchical bootstrap draws (2 seeds resampled, then 5 books",
+        "within each), with their share. With two seeds the seed level of the interval is crude.",
+        "",
+        "| n | best arm, 10 units | mean ppl | bootstrap choices | best, seed 0 | best, seed 1 | c = 1, τ = 0 "
+        "| c = 1, τ = 1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for n in spec.lengths:
-        mean = {k: statistics.mean(per[(n, k)]) for k in grid}
-        best = min(mean, key=mean.get)
-        books = len(per[(n, best)])
-        per_book = [min(grid, key=lambda k, b=b: per[(n, k)][b]) for b in range(books)]
-        fmt = lambda k: f"({k[0] ** 2:.2f}, {k[1]:g})"  # noqa: E731
-        spread = f"{min(per[(n, best)]):.2f}–{max(per[(n, best)]):.2f}"
+    for n in LENGTHS:
+        pooled = best(units, per, n, grid)
+        counts: dict[tuple, int] = {}
+        for _ in range(DRAWS):
+            draw = [(s, b) for s in rng.choices(list(SEEDS), k=len(SEEDS)) for b in rng.choices(range(books), k=books)]
+            arm = best(draw, per, n, grid)
+            counts[arm] = counts.get(arm, 0) + 1
+        shown = sorted((a for a in counts if counts[a] >= 0.05 * DRAWS), key=counts.get, reverse=True)
+        mean = lambda arm, us, n=n: statistics.mean(per[s][(n, arm)][b] for s, b in us)  # noqa: E731
+        seed_best = [best([(s, b) for b in range(books)], per, n, grid) for s in SEEDS]
         lines.append(
-            f"| {n} | {fmt(best)} | {mean[best]:.2f} ({spread}) | {mean[(1.0, 1.0)]:.2f} | {mean[(1.0, 0.0)]:.2f} | "
-            + " ".join(fmt(k) for k in per_book)
-            + " |"
+            f"| {n} | {fmt(pooled)} | {mean(pooled, units):.2f} | "
+            + ", ".join(f"{fmt(a)} {counts[a] / DRAWS:.0%}" for a in shown)
+            + f" | {fmt(seed_best[0])} | {fmt(seed_best[1])} | {mean((1.0, 0.0), units):.2f} | "
+            f"{mean((1.0, 1.0), units):.2f} |"
         )
-    lines += ["", "Mean perplexity over the books, every arm (rows c, columns τ):", ""]
-    for n in spec.lengths:
-        lines += [f"n = {n}:", "", "| c \\ τ | " + " | ".join(f"{t:g}" for t in TAUS) + " |", "|---" * 5 + "|"]
+    lines += ["", "Best arm per (seed, book) unit:", ""]
+    for n in LENGTHS:
+        lines.append(f"- n = {n}: " + "; ".join(f"s{s}b{b} {fmt(best([(s, b)], per, n, grid))}" for s, b in units))
+    lines += ["", "Mean perplexity over the 10 units, every arm (rows c, columns: p < 0, then τ):", ""]
+    for n in LENGTHS:
+        head = " | ".join(f"p {t:g}" if t < 0 else f"τ {t:g}" for t in SLOPES)
+        lines += [f"n = {n}:", "", f"| c | {head} |", "|---" * (len(SLOPES) + 1) + "|"]
         for af in FACTORS:
-            cells = [f"{statistics.mean(per[(n, (af, t))]):.2f}" for t in TAUS]
+            cells = [f"{statistics.mean(per[s][(n, (af, t))][b] for s, b in units):.2f}" for t in SLOPES]
             lines.append(f"| {af**2:.4g} | " + " | ".join(cells) + " |")
         lines.append("")
     (OUT / "table.md").write_text("\n".join(lines))

@@ -291,7 +291,15 @@ def test_per_layer_parameters_apply_save_and_reload(family, tmp_path):
     got = model(x).logits
     assert rel(got, want) <= 1e-5
     assert rel(got, reference_logits(model, x, ref_scale("critical", L, tau=0.5))) > 1e-3  # layer 1 differs
-    assert hls.verify(model).ok and hls.describe(model).layer_params == {1: {"tau": 2.0}}
+    report = hls.describe(model)
+    assert hls.verify(model).ok and report.layer_params == {1: {"tau": 2.0}}
+    taus = {0: 0.5, 1: 2.0}
+    for window in set(report.windows.values()):  # the table spans the layers' own scales, per window
+        key = "s" if window is None else f"s@window{window}"
+        for row in report.rows:
+            n = row["n"] if window is None else min(row["n"], window)
+            s = [ref_scale("critical", L, tau=taus[i])(n) for i, w in report.windows.items() if w == window]
+            assert (row[f"{key}:min"], row[f"{key}:max"]) == pytest.approx((min(s), max(s)), rel=1e-12)
     assert hls.parse_variant(scale.text).scale == scale  # the grammar carries it: critical:...,per_layer=1/tau=2.0
     recipe = tmp_path / "per-layer.toml"
     recipe.write_text('[scale]\nscheme = "critical"\ntrain_len = 16\ntau = 0.5\n[scale.per_layer]\n1 = { tau = 2.0 }\n')

@@ -90,6 +90,18 @@ def test_clip_at_train_len(n, L, tau, p):
         assert s == pytest.approx(ref(n), rel=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(n=_n, L=_L, p=st.floats(-4, 0, exclude_max=True))
+def test_power_below_one_beyond_train_len(n, L, p):
+    """A negative exponent: 1 up to L, then below 1 and falling, never reaching 0."""
+    s = hls.scale_factors(hls.LogScaleConfig("power", train_len=L, params={"p": p}), [n]).item()
+    if n <= L:
+        assert s == 1.0
+    else:
+        assert 0.0 < s <= 1.0
+    assert s == pytest.approx(ref_scale("power", L, p=p)(n), rel=1e-12)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -100,7 +112,7 @@ def test_clip_at_train_len(n, L, tau, p):
         ),
         (dict(scheme="yarn-temp"), r"`f` must be a finite number ≥ 1 and ≤ 1e\+06, got None \(required"),
         (dict(scheme="yarn-temp", params={"f": 0.5}), r"`f` must be a finite number ≥ 1 and ≤ 1e\+06"),
-        (dict(scheme="power", params={"p": -2}), r"`p` must be a finite number ≥ 0 and ≤ 10"),
+        (dict(scheme="power", params={"p": -5}), r"`p` must be a finite number ≥ -4 and ≤ 10"),
         (dict(scheme="llama4", params={"F": 0}), r"`F` must be an integer ≥ 1"),
         (dict(scheme="llama4", params={"a": float("nan")}), r"`a` must be a finite number ≥ 0 and ≤ 100"),
         (dict(scheme="critcal"), r"unknown scheme 'critcal'. Did you mean critical\?"),

@@ -95,6 +95,14 @@ def ranges(ids: list[int]) -> str:
     return ", ".join(parts)
 
 
+def column_name(key: str) -> str:
+    """A describe row key as a column title: ``s@window4096:max`` → ``s(min(n, W=4096)) max``."""
+    key, _, stat = key.partition(":")
+    names = {"s": "s(n)", "native": "native", "effective": "× RoPE factor² = effective (max s)"}
+    name = names.get(key) or key.replace("s@window", "s(min(n, W=") + "))"
+    return f"{name} {stat}" if stat else name
+
+
 def print_patch_report(r) -> None:
     """``describe``'s report: what is patched, L and its source, RoPE, native scales, the effective multipliers."""
     info = RichTable(show_header=False, box=None)
@@ -115,7 +123,7 @@ def print_patch_report(r) -> None:
     ]
     if r.layer_params:
         own = "; ".join(f"{i}: " + format_params(p) for i, p in r.layer_params.items())
-        rows.append(("own parameters", f"layers {own} (the table shows the others)"))
+        rows.append(("own parameters", f"layers {own}"))
     if r.native_scale:
         state = "replaced by s(n) while patched (restored by unpatch)" if r.native_replaced else "on, × s(n)"
         rows.append(("native length scale", f"{r.native_scale}: {state}"))
@@ -126,9 +134,8 @@ def print_patch_report(r) -> None:
     keys = [k for k in r.rows[0] if k != "n"]
     table.add_column("n", justify="right")
     table.add_column("n / L", justify="right")
-    names = {"s": "s(n)", "native": "native", "effective": "× RoPE factor² = effective"}
     for k in keys:
-        table.add_column(names.get(k) or k.replace("s@window", "s(min(n, W=") + "))", justify="right")
+        table.add_column(column_name(k), justify="right")
     for row in r.rows:
         table.add_row(str(row["n"]), f"{row['n'] / r.train_len:g}", *(f"{row[k]:.4f}" for k in keys))
     out.print(table)

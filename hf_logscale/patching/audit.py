@@ -81,14 +81,23 @@ def describe(model: torch.nn.Module) -> PatchReport:
     native_text = native.describe(model.config, state.native_saved) if native is not None else None
     native_live = native is not None and native.values(model.config) is not None
     L = state.train_len
+    schemes = {i: state.layer_schemes.get(i, state.scheme) for i in state.layers}
+    # layers or heads with their own parameters: the table gives min, median and max over them
+    spread = len(set(schemes.values())) > 1 or any(sc.heads is not None for sc in schemes.values())
     rows = []
     for mult in TABLE_MULTIPLES:
         n = max(1, int(round(mult * L)))
         row: dict[str, float] = {"n": n}
         for w in sorted(set(windows.values()), key=lambda w: (w is not None, w or 0)):
-            nn = min(n, w) if w is not None else n
-            s = float(state.scheme.values(torch.tensor([float(nn)], dtype=torch.float64)).median())  # median head
-            row["s" if w is None else f"s@window{w}"] = s
+            nn = torch.tensor([float(min(n, w) if w is not None else n)], dtype=torch.float64)
+            s = torch.cat([sc.values(nn).flatten() for i, sc in schemes.items() if windows[i] == w])
+            key = "s" if w is None else f"s@window{w}"
+            if spread:
+                row.update(
+                    {f"{key}:min": float(s.min()), f"{key}:median": float(s.median()), f"{key}:max": float(s.max())}
+                )
+            else:
+                row[key] = float(s[0])
         if native_live:
             row["native"] = native.factor(model.config, n)
         row["effective"] = af**2 * max(v for k, v in row.items() if k.startswith("s")) * row.get("native", 1.0)
