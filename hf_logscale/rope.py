@@ -32,6 +32,7 @@ __all__ = [
     "restore_rope",
     "rope_config_update",
     "rope_params",
+    "global_rope",
     "attention_factor",
 ]
 
@@ -158,11 +159,26 @@ def _raw(config: Any) -> Any:
 
 
 def rope_params(config: Any) -> dict[str, Any] | None:
-    """The config's rope parameters as one dict, ``rope_theta`` included, for reading and reporting."""
+    """The config's rope parameters as one dict, ``rope_theta`` included, for reading and reporting. A config
+    with one dict per layer type (Gemma 3, OLMo 3) gives its global layers' (see ``global_rope``)."""
     raw = _raw(config)
     if _V5:
-        return dict(raw) if raw else None
+        return global_rope(raw) if raw else None
     return {"rope_theta": getattr(config, "rope_theta", None), "rope_type": "default", **(raw or {})}
+
+
+def _per_layer_type(raw: Any) -> bool:
+    return bool(raw) and all(isinstance(v, Mapping) for v in raw.values())
+
+
+def global_rope(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The rope parameters of the layers that see the whole context. Per layer type, sliding-window layers keep a
+    local RoPE of their own (Gemma 3: ``rope_local_base_freq``) and never see a distance beyond their window; the
+    global layers' entry is the one whose frequencies, scaling and length matter at long context."""
+    if not _per_layer_type(raw):
+        return dict(raw)
+    wide = [k for k in raw if k != "sliding_attention"]
+    return dict(raw[wide[0] if wide else next(iter(raw))])
 
 
 _KEEP_ACROSS_KINDS = ("rope_theta", "partial_rotary_factor")
@@ -182,10 +198,14 @@ def _merge_one(base: Mapping[str, Any], update: dict[str, Any]) -> dict[str, Any
 
 
 def _merge(base: Any, update: dict[str, Any]) -> dict[str, Any]:
-    """Merge into a flat dict, or into every per-layer-type dict of a nested one (5.x ``layer_types``)."""
+    """Merge into a flat dict, or, with one dict per layer type (5.x ``layer_types``), into the global layers'
+    only: sliding-window layers keep their local RoPE, as the published long-context configs do (Gemma 3's
+    linear ×8 and OLMo 3's YaRN reach the global layers alone)."""
     base = copy.deepcopy(base) or {}
-    if base and all(isinstance(v, Mapping) for v in base.values()):
-        return {k: _merge_one(v, update) for k, v in base.items()}
+    if _per_layer_type(base):
+        if set(base) == {"sliding_attention"}:
+            raise UserError("every layer slides: a RoPE setting would reach no layer that sees the whole context")
+        return {k: v if k == "sliding_attention" else _merge_one(v, update) for k, v in base.items()}
     return _merge_one(base, update)
 
 
@@ -196,7 +216,7 @@ class RopeState:
     setting: RopeSetting
     base_raw: Any  # the config's own rope attribute before the change (or _MISSING), restored as is
     base_max_position_embeddings: int | None
-    # transformers 4.x LongRoPE reads a top-level original_max_position_embeddings; _MISSING if it had none
+    # LongRoPE reads a top-level original_max_position_embeddings (4.x, Phi-3); _MISSING if it had none
     base_top_original: Any = None
     # (parent module, attribute name, original rotary module); None when the model was loaded already rotated
     modules: list[tuple[torch.nn.Module, str, torch.nn.Module]] | None = None
@@ -264,7 +284,7 @@ def rope_config_update(config: Any, setting: RopeSetting, train_len: int) -> dic
 def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> RopeState:
     """Merge ``setting`` into the model's rope parameters (keeping ``rope_theta``) and rebuild the rotary
     modules. ``train_len`` is the default ``original_max_position_embeddings``."""
-    config = model.config
+    config = model.config.get_text_config()  # an image-text model's language model holds its RoPE
     _check_lists(setting, config)
     state = RopeState(setting, getattr(config, _RAW_KEY, _MISSING), getattr(config, "max_position_embeddings", None))
     state.base_raw = copy.deepcopy(state.base_raw) if state.base_raw is not _MISSING else _MISSING
@@ -272,7 +292,10 @@ def apply_rope(model: torch.nn.Module, setting: RopeSetting, train_len: int) -> 
     try:
         for key, value in rope_config_update(config, setting, train_len).items():
             setattr(config, key, value)
-        if not _V5 and setting.kind == "longrope" and "factor" in setting.params:
+        # LongRoPE reads a top-level original_max_position_embeddings (4.x; Phi-3 in 5.x, whose rope
+        # standardisation copies it over the rope parameters' own)
+        top_level = not _V5 or "original_max_position_embeddings" in vars(config)
+        if top_level and setting.kind == "longrope" and "factor" in setting.params:
             state.base_top_original = getattr(config, "original_max_position_embeddings", _MISSING)
             config.original_max_position_embeddings = setting.config_params(train_len)[
                 "original_max_position_embeddings"
@@ -319,9 +342,9 @@ def _put_back(config: Any, state: RopeState) -> None:
 
 
 def restore_rope(model: torch.nn.Module, state: RopeState) -> None:
-    _put_back(model.config, state)
+    _put_back(model.config.get_text_config(), state)
     if state.modules is None:
-        _rebuild(_rotary_slots(model), model.config)
+        _rebuild(_rotary_slots(model), model.config.get_text_config())
     else:
         for parent, name, original in state.modules:
             current = getattr(parent, name)
@@ -331,5 +354,10 @@ def restore_rope(model: torch.nn.Module, state: RopeState) -> None:
 
 def attention_factor(model: torch.nn.Module) -> float:
     """The RoPE attention factor transformers multiplies into cos and sin (logits scale by its square)."""
-    factors = [float(getattr(m, "attention_scaling", 1.0)) for _, _, m in _rotary_slots(model)]
+    factors = []
+    for _, _, m in _rotary_slots(model):
+        # one factor per layer type on models with per-layer-type RoPE (`full_attention_attention_scaling`); the
+        # sliding layers' local RoPE is never scaled
+        per_type = [v for k, v in vars(m).items() if k.endswith("_attention_scaling") and not k.startswith("sliding")]
+        factors += [float(f) for f in per_type] or [float(getattr(m, "attention_scaling", 1.0))]
     return max(factors, key=lambda f: abs(f - 1.0))

@@ -77,16 +77,7 @@ def _holds(value: Any, want: Any) -> bool:
     return value == want
 
 
-def _flat_rope(config: Any) -> dict[str, Any]:
-    """The rope parameters as one dict (the first layer type's, for configs with one dict per layer type)."""
-    params = rope_params(config) or {}
-    if params and all(isinstance(v, Mapping) for v in params.values()):
-        return dict(next(iter(params.values())))
-    return params
-
-
-def _match(config: Any, rope: Mapping[str, Any]) -> dict[str, Any] | None:
-    name = str(getattr(config, "_name_or_path", "") or "")
+def _match(config: Any, rope: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     for entry in known_models():
         if config.model_type not in entry["model_type"]:
             continue
@@ -99,10 +90,14 @@ def _match(config: Any, rope: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def resolve_train_len(config: Any, *, warn: bool = True) -> TrainLength:
-    """L for a model config (see the module docstring for the rules); ``warn`` announces a guess."""
-    rope = _flat_rope(config)
+    """L for a model config (see the module docstring for the rules); ``warn`` announces a guess. An image-text
+    model's config (Gemma 3 4B and up) gives its language model's L; the name is the checkpoint's."""
+    name = str(getattr(config, "_name_or_path", "") or "")
+    gguf_file = getattr(config, "gguf_file", None)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    rope = rope_params(config) or {}  # the global layers' with one dict per layer type
     mpe = getattr(config, "max_position_embeddings", None)
-    entry = _match(config, rope)
+    entry = _match(config, rope, name)
     if entry is not None:
         value = entry["train_len"]
         if isinstance(value, str):  # the entry names the config field that holds L
@@ -117,7 +112,6 @@ def resolve_train_len(config: Any, *, warn: bool = True) -> TrainLength:
         return TrainLength(int(original), f"config rope original_max_position_embeddings ({kind} extends it)")
     if kind == "dynamic" and mpe:  # transformers' dynamic NTK starts rescaling beyond max_position_embeddings
         return TrainLength(int(mpe), "config max_position_embeddings (dynamic NTK starts beyond it)")
-    gguf_file = getattr(config, "gguf_file", None)
     if gguf_file and mpe:
         return TrainLength(int(mpe), f"GGUF metadata {config.model_type}.context_length ({gguf_file})")
     if not mpe:

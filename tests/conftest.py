@@ -31,6 +31,8 @@ _COMMON = dict(
     tie_word_embeddings=False,
 )
 
+_PAIR = {"layer_types": ["sliding_attention", "full_attention"]}
+_IDS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}  # GLM's defaults lie beyond a 256-token vocabulary
 # name -> (config class name, extra config)
 FAMILIES = {
     "llama": ("LlamaConfig", {}),
@@ -40,11 +42,22 @@ FAMILIES = {
     "mistral_sw24": ("MistralConfig", {"sliding_window": 24}),
     "qwen2_sw24": ("Qwen2Config", {"use_sliding_window": True, "sliding_window": 24, "max_window_layers": 1}),
     "ministral_sw24": ("MinistralConfig", {"sliding_window": 24, "head_dim": 16}),
+    # one sliding and one global layer each: Gemma 3 (local RoPE base on the sliding layer, 1/√24 scaling),
+    # Command R7B (global layer without RoPE), OLMo 3; GLM and GLM-4 rotate half of each head
+    "gemma3_sw8": ("Gemma3TextConfig", {"head_dim": 16, "sliding_window": 8, "query_pre_attn_scalar": 24, **_PAIR}),
+    "cohere2_sw8": ("Cohere2Config", {"sliding_window": 8, **_PAIR}),
+    "olmo3_sw8": ("Olmo3Config", {"sliding_window": 8, **_PAIR}),
+    "glm": ("GlmConfig", {"head_dim": 16, **_IDS}),
+    "glm4": ("Glm4Config", {"head_dim": 16, **_IDS}),
 }
+# families whose modeling files pass position_ids to the attention function from transformers 5 on
+NEEDS_V5 = {"cohere2_sw8"}
 IMPLS = ["eager", "sdpa"]
 
 
 def make_config(family: str, **overrides):
+    if family in NEEDS_V5 and not V5:
+        pytest.skip(f"{family} needs transformers 5 (the patch refuses it on {transformers.__version__}: tested)")
     cls_name, extra = FAMILIES[family]
     cfg = getattr(transformers, cls_name)(**{**_COMMON, **extra, **overrides})
     return cfg

@@ -124,6 +124,7 @@ def print_patch_report(r) -> None:
     if r.layer_params:
         own = "; ".join(f"{i}: " + format_params(p) for i, p in r.layer_params.items())
         rows.append(("own parameters", f"layers {own}"))
+    rows += [("own logits", note) for note in r.logit_notes]
     if r.native_scale:
         state = "replaced by s(n) while patched (restored by unpatch)" if r.native_replaced else "on, × s(n)"
         rows.append(("native length scale", f"{r.native_scale}: {state}"))

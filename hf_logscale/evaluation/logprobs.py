@@ -10,33 +10,36 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
-
-__all__ = ["CHUNK_ELEMENTS", "decoder_hidden", "next_token_nll", "logits_at"]
+__all__ = ["CHUNK_ELEMENTS", "decoder_hidden", "head_logits", "next_token_nll", "logits_at"]
 
 CHUNK_ELEMENTS = 2**25  # logits per chunk (128 MiB in float32)
-_UNSUPPORTED_HEADS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
-def _check_head(model: Any) -> None:
-    for key in _UNSUPPORTED_HEADS:
-        if getattr(model.config, key, None) not in (None, 1, 1.0):
-            raise UserError(
-                f"{type(model).__name__} post-processes its logits ({key}={getattr(model.config, key)}); "
-                "the chunked loss supports plain LM heads (Llama, Qwen2, Qwen3, Mistral)"
-            )
+def head_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """The LM head's logits of ``hidden`` with the architecture's own post-processing, in the model's dtype, as its
+    forward computes them: Cohere multiplies by ``logit_scale``, Granite divides by ``logits_scaling``, Gemma 2/3
+    soft-cap with ``final_logit_softcapping`` (c·tanh(x / c))."""
+    config = model.config.get_text_config()
+    logits = model.get_output_embeddings()(hidden)
+    if getattr(config, "logit_scale", None) is not None:
+        logits = logits * config.logit_scale
+    if getattr(config, "logits_scaling", None) is not None:
+        logits = logits / config.logits_scaling
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
 
 
 def decoder_hidden(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Final hidden states [B, T, H] (after the final norm) of ``model``'s decoder, without the LM head."""
-    _check_head(model)
     out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     return out.last_hidden_state
 
 
 def logits_at(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     """float32 logits of ``hidden`` [..., H] (use on a few positions only)."""
-    return model.get_output_embeddings()(hidden).float()
+    return head_logits(model, hidden).float()
 
 
 def next_token_nll(model: Any, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -47,7 +50,7 @@ def next_token_nll(model: Any, hidden: torch.Tensor, targets: torch.Tensor) -> t
     step = max(1, CHUNK_ELEMENTS // (b * head.out_features))
     out = torch.zeros(b, t, dtype=torch.float32, device=targets.device)
     for s in range(0, t, step):
-        logits = head(hidden[:, s : s + step]).float()
+        logits = head_logits(model, hidden[:, s : s + step]).float()
         tgt = targets[:, s : s + step].to(logits.device)
         nll = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
         out[:, s : s + step] = nll.view(tgt.shape).to(out.device)

@@ -35,6 +35,7 @@ class PatchReport:
     native_scale: str | None = None
     native_replaced: bool = False
     layer_params: dict[int, dict] = field(default_factory=dict)  # layers with their own scheme parameters
+    logit_notes: list[str] = field(default_factory=list)  # what the architecture itself does to the logits
     rows: list[dict[str, float]] = field(default_factory=list)  # n, s(n) per window, native, effective multiplier
 
     @property
@@ -55,6 +56,7 @@ class PatchReport:
         ]
         if self.native_scale:
             lines.append(f"native scale     {self.native_scale}" + (" (replaced)" if self.native_replaced else ""))
+        lines += [f"own logits       {note}" for note in self.logit_notes]
         keys = [k for k in self.rows[0] if k != "n"] if self.rows else []
         lines.append("n".rjust(9) + "n / L".rjust(8) + "".join(k.rjust(16) for k in keys))
         for row in self.rows:
@@ -78,8 +80,9 @@ def describe(model: torch.nn.Module) -> PatchReport:
     af = attention_factor(model)
     native = family_of(model).native_scale
     # while replaced, the config holds β = 0: describe the scale it had
-    native_text = native.describe(model.config, state.native_saved) if native is not None else None
-    native_live = native is not None and native.values(model.config) is not None
+    text = model.config.get_text_config()  # the language model's (an image-text model holds it as text_config)
+    native_text = native.describe(text, state.native_saved) if native is not None else None
+    native_live = native is not None and native.values(text) is not None
     L = state.train_len
     schemes = {i: state.layer_schemes.get(i, state.scheme) for i in state.layers}
     # layers or heads with their own parameters: the table gives min, median and max over them
@@ -99,16 +102,13 @@ def describe(model: torch.nn.Module) -> PatchReport:
             else:
                 row[key] = float(s[0])
         if native_live:
-            row["native"] = native.factor(model.config, n)
+            row["native"] = native.factor(text, n)
         row["effective"] = af**2 * max(v for k, v in row.items() if k.startswith("s")) * row.get("native", 1.0)
         rows.append(row)
-    params = rope_params(model.config) or {}
-    rope_type = params.get("rope_type") or next(
-        (v.get("rope_type") for v in params.values() if isinstance(v, dict)), "default"
-    )
+    rope_type = (rope_params(text) or {}).get("rope_type") or "default"  # the global layers'
     return PatchReport(
         architecture=(getattr(model.config, "architectures", None) or [type(model).__name__])[0],
-        model_type=model.config.model_type,
+        model_type=text.model_type,
         attn_implementation=f"{state.impl} → {state.base_impl}",
         variant=state.variant.label,
         scheme=state.scheme.name,
@@ -122,6 +122,7 @@ def describe(model: torch.nn.Module) -> PatchReport:
         native_scale=native_text,
         native_replaced=state.native_saved is not None,
         layer_params={i: p for i, p in state.variant.scale.layer_params.items() if i in state.layers},
+        logit_notes=family_of(model).logit_notes(text),
         rows=rows,
     )
 
@@ -163,7 +164,7 @@ def verify(model: torch.nn.Module) -> VerifyReport:
     plan = verify_plan(model)
     positions, expected = plan.positions, plan.expected
     device = next(model.parameters()).device
-    vocab = model.config.vocab_size
+    vocab = model.config.get_text_config().vocab_size
     ids = torch.randint(0, vocab, (1, len(positions)), generator=torch.Generator().manual_seed(0)).to(device)
     pos = torch.tensor([positions], device=device)
     restore = rotary_snapshot(model)

@@ -9,6 +9,7 @@ follows the same AttentionInterface pattern is one entry in ``FAMILIES`` plus it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +67,52 @@ class NativeScale:
         config.rope_parameters.update(saved)
 
 
+def _scaling_from_pre_attn_scalar(config: Any) -> str | None:
+    value = getattr(config, "query_pre_attn_scalar", None)
+    return f"scaling 1/√{value:g} (query_pre_attn_scalar, not 1/√head_dim); s(n) multiplies it" if value else None
+
+
+def _softcap(config: Any) -> str | None:
+    cap = getattr(config, "attn_logit_softcapping", None)
+    if not cap:
+        return None
+    return (
+        f"attention logits soft-capped, {cap:g}·tanh(x / {cap:g}); s(n) multiplies x before the cap, so a scaled "
+        f"logit still stays within ±{cap:g}"
+    )
+
+
+def _sinks(config: Any) -> str:
+    return (
+        "a learned sink logit per head joins every row's softmax; s(n) scales the token logits, never the sink "
+        "(z → s·z while the sink stays: its share falls where the weighted mean token logit is positive)"
+    )
+
+
+def _attention_multiplier(config: Any) -> str | None:
+    value = getattr(config, "attention_multiplier", None)
+    return f"scaling = attention_multiplier {value:g} (replaces 1/√head_dim); s(n) multiplies it" if value else None
+
+
+def _nope_global(config: Any) -> str:
+    return "global (full-attention) layers apply no RoPE (NoPE); sliding layers rotate"
+
+
 @dataclass(frozen=True)
 class Family:
     attention: str  # class name of the attention modules
-    min_transformers: tuple[int, int] = (4, 57)  # first version whose modeling file calls AttentionInterface
+    # first version whose modeling file calls AttentionInterface with position_ids in the keyword arguments
+    min_transformers: tuple[int, int] = (4, 57)
     native_scale: NativeScale | None = None
+    soft_capped: bool = False  # sdpa cannot soft-cap: transformers 4.x runs Gemma 2 under sdpa without its cap
+    # what the architecture itself does to the attention logits around s(n), one line each (None: not in this config)
+    logits: tuple[Callable[[Any], str | None], ...] = ()
+
+    def logit_notes(self, config: Any) -> list[str]:
+        return [note for note in (f(config) for f in self.logits) if note]
 
 
+_GEMMA = (_scaling_from_pre_attn_scalar, _softcap)
 FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaAttention"),
     "mistral": Family("MistralAttention"),
@@ -84,6 +124,16 @@ FAMILIES: dict[str, Family] = {
     "qwen3": Family("Qwen3Attention"),
     "qwen3_moe": Family("Qwen3MoeAttention"),
     "smollm3": Family("SmolLM3Attention"),
+    "gemma3_text": Family("Gemma3Attention", logits=_GEMMA),
+    "gpt_oss": Family("GptOssAttention", logits=(_sinks,)),
+    "gemma2": Family("Gemma2Attention", logits=_GEMMA, soft_capped=True),
+    "phi3": Family("Phi3Attention"),
+    "cohere2": Family("Cohere2Attention", (5, 0), logits=(_nope_global,)),  # 4.57 passes no position_ids
+    "olmo2": Family("Olmo2Attention"),
+    "olmo3": Family("Olmo3Attention"),
+    "granite": Family("GraniteAttention", logits=(_attention_multiplier,)),
+    "glm": Family("GlmAttention"),
+    "glm4": Family("Glm4Attention"),
 }
 
 # Architectures that cannot be patched, with the reason.
@@ -97,6 +147,8 @@ _REFUSED["llama4_text"] = _REFUSED["llama4"]
 def family_of(model: torch.nn.Module) -> Family:
     """The family entry for ``model``; unsupported architectures raise with the supported list."""
     config = getattr(model, "config", None)
+    if config is not None and getattr(config, "model_type", None) not in _REFUSED:
+        config = config.get_text_config()  # an image-text model (Gemma 3 4B and up): its language model
     model_type = getattr(config, "model_type", None)
     supported = ", ".join(FAMILIES)
     if model_type in _REFUSED:
@@ -105,12 +157,14 @@ def family_of(model: torch.nn.Module) -> Family:
     if family is None:
         raise UserError(
             f"unsupported architecture {model_type!r} ({type(model).__name__}); hf-logscale supports {supported} "
-            "(Llama, Mistral, Ministral, Mixtral, Qwen2/2.5, Qwen2-MoE, Qwen3, Qwen3-MoE, SmolLM3 checkpoints)"
+            "(Llama, Mistral, Ministral, Mixtral, Qwen2/2.5, Qwen2-MoE, Qwen3, Qwen3-MoE, SmolLM3, Gemma 2, Gemma 3, "
+            "gpt-oss, Phi-3/Phi-4-mini, Command R7B, OLMo 2/3, Granite, GLM-4 checkpoints)"
         )
     if _VERSION < family.min_transformers:
         need = ".".join(map(str, family.min_transformers))
         raise UserError(
-            f"{model_type} calls its attention through AttentionInterface from transformers {need} on; found "
+            f"{model_type} calls its attention through AttentionInterface, with position_ids, from transformers "
+            f"{need} on; found "
             f"{transformers.__version__}: upgrade with `pip install -U transformers`"
         )
     return family

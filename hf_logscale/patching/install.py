@@ -13,7 +13,7 @@ import torch
 from .._version import __version__
 from ..config import LogScaleConfig
 from ..errors import UserError
-from ..rope import RopeState, adopt_rope, apply_rope, restore_rope
+from ..rope import RopeState, adopt_rope, apply_rope, attention_factor, restore_rope, rope_params
 from ..schemes import Scheme
 from ..train_length import resolve_train_len
 from ..variants import Variant, as_variant
@@ -131,14 +131,23 @@ def _install(
         train_len, source = resolved.value, resolved.source
     scheme = variant.scale.build(train_len)
     layer_schemes = {idx: variant.scale.build(train_len, layer=idx) for idx, _ in selected}
-    heads = getattr(model.config, "num_attention_heads", None)
+    heads = getattr(model.config.get_text_config(), "num_attention_heads", None)
     for idx, layer_scheme in layer_schemes.items():
         if layer_scheme.heads not in (None, heads):
             raise UserError(
                 f"layer {idx}: the scheme lists {layer_scheme.heads} per-head values; the model has {heads} query heads"
             )
 
+    identity = all(s.identity for s in layer_schemes.values())
+    if variant.rope is None and not identity and _saved is None:
+        _announce_own_factor(model)
     base_impl = model.config._attn_implementation
+    if base_impl == "sdpa" and family_of(model).soft_capped:
+        raise UserError(
+            f"{type(model).__name__} under sdpa runs without its attention soft-cap (sdpa cannot cap; transformers "
+            "5 refuses it for this family): the model is not the one trained. Load it with "
+            "attn_implementation='eager' (--attn eager) or flex_attention"
+        )
     impl = register_backend(base_impl)
     rope_state: RopeState | None = None
     adopt = _saved is not None and "rope_base" in _saved
@@ -159,8 +168,7 @@ def _install(
     # The variant's scheme replaces a length scale the architecture applies itself, so the two never stack; the
     # identity scheme leaves the model as shipped.
     native = family_of(model).native_scale
-    identity = all(s.identity for s in layer_schemes.values())
-    native_saved = native.switch_off(model.config) if native and not identity else None
+    native_saved = native.switch_off(model.config.get_text_config()) if native and not identity else None
     scale = ScaleState()
     for idx, module in selected:
         setattr(module, LAYER_ATTR, LayerScale(scale, idx, layer_window(module), layer_schemes[idx]))
@@ -184,6 +192,23 @@ def _install(
     elif hasattr(model.config, CONFIG_KEY):
         delattr(model.config, CONFIG_KEY)
     return model
+
+
+def _announce_own_factor(model: torch.nn.Module) -> None:
+    """A checkpoint whose RoPE already scales the logits (gpt-oss's YaRN, Phi-3's LongRoPE): s(n) multiplies on
+    top of that factor, which stays; say so rather than stack silently."""
+    try:
+        af = attention_factor(model)
+    except UserError:  # no rotary module (NoPE): no factor
+        return
+    if abs(af - 1.0) > 1e-12:
+        kind = (rope_params(model.config.get_text_config()) or {}).get("rope_type", "its")
+        warnings.warn(
+            f"{type(model).__name__}'s RoPE already multiplies every attention logit by {af**2:.4f} (the {kind} "
+            f"attention factor {af:.4f}, the same at every length); s(n) multiplies on top of it, which stays "
+            "(describe shows the product)",
+            stacklevel=4,
+        )
 
 
 def _switch_implementation(model: torch.nn.Module, name: str) -> None:
@@ -224,7 +249,7 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
             delattr(module, LAYER_ATTR)
     _switch_implementation(model, state.base_impl)
     if state.native_saved is not None:
-        family_of(model).native_scale.restore(model.config, state.native_saved)
+        family_of(model).native_scale.restore(model.config.get_text_config(), state.native_saved)
     if state.rope is not None:
         restore_rope(model, state.rope)
     if hasattr(model.config, CONFIG_KEY):

@@ -34,7 +34,7 @@ import torch
 from ..config import LogScaleConfig
 from ..errors import UserError
 from ..patching.families import NativeScale
-from ..rope import rope_config_update, rope_params
+from ..rope import rope_config_update
 from ..schemes import Scheme
 from ..train_length import resolve_train_len
 from ..variants import Variant, parse_variant
@@ -86,7 +86,7 @@ class ServingPlan:
         if self.rope_from_variant and self.variant is not None and self.variant.rope is not None:
             for key, value in rope_config_update(config, self.variant.rope, self.train_len).items():
                 setattr(config, key, value)
-        params = rope_params(config) or {}
+        params = getattr(config, "rope_parameters", None) or {}
         nested = [v for v in params.values() if isinstance(v, dict)]  # per layer type (transformers 5)
         kinds = {p.get("rope_type", "default") for p in nested} if nested else {params.get("rope_type", "default")}
         refused = sorted(kinds & set(_REFUSED_ROPE))
