@@ -43,9 +43,11 @@ __all__ = [
 ADAPTER_FILE = "logscale_config.json"
 # The project's own small model (scripts/train_reference_model.py), shipped in the package: the offline default.
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference"
-# The project's reference models by name: standard RoPE (the default), NoPE, p-RoPE, and RoPE trained with SSMax.
+# The project's reference models by name: standard RoPE (the default), NoPE, p-RoPE, RoPE trained with SSMax, and
+# the standard RoPE model trained again with another seed (a replicate for experiments).
 REFERENCE_MODELS = {
     "reference": REFERENCE_MODEL,
+    "reference:seed1": REFERENCE_MODEL.parent / "reference-seed1",
     "reference:nope": REFERENCE_MODEL.parent / "reference-nope",
     "reference:prope": REFERENCE_MODEL.parent / "reference-prope",
     "reference:ssmax": REFERENCE_MODEL.parent / "reference-ssmax",

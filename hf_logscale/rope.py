@@ -164,7 +164,12 @@ def rope_params(config: Any) -> dict[str, Any] | None:
     raw = _raw(config)
     if _V5:
         return global_rope(raw) if raw else None
-    return {"rope_theta": getattr(config, "rope_theta", None), "rope_type": "default", **(raw or {})}
+    raw = raw or {}
+    out = {"rope_theta": getattr(config, "rope_theta", None), **raw}
+    out["rope_type"] = raw.get("rope_type") or raw.get("type") or "default"  # Phi-3 configs say "type"
+    if out["rope_type"] == "longrope" and "original_max_position_embeddings" in vars(config):  # Phi-3, as 5.x
+        out.setdefault("original_max_position_embeddings", config.original_max_position_embeddings)
+    return out
 
 
 def _per_layer_type(raw: Any) -> bool:

@@ -406,6 +406,7 @@ def model_card(m: dict) -> str:
     title += f" ({m['scale']} trained in)" if m.get("scale") else ""
     name = {"rope": "reference", "nope": "reference:nope", "prope": "reference:prope"}[m.get("positions", "rope")]
     name = "reference:ssmax" if m.get("scale") == "ssmax" else name
+    name = f"reference:seed{m['seed']}" if name == "reference" and m["seed"] != 0 else name  # a replicate
     shipped = (
         "shipped inside the package as the offline default of every command"
         if name == "reference"

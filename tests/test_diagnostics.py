@@ -219,11 +219,27 @@ def test_calibrate_per_layer_recipe_runs_in_compare(tmp_path, cli):
 @pytest.mark.parametrize("family", ["llama", "mistral_sw24"])
 def test_head_gaps_equal_a_float64_reference(family):
     """G, Δ and the top weight of the last rows, from the independent float64 forward's attention logits."""
-    from reference import reference_logits
-
     from hf_logscale.diagnostics import head_gaps
 
     model = make_model(family, dtype=torch.float64)
+    _gaps_match_reference(model, head_gaps)
+
+
+def test_head_gaps_read_gemma2_soft_capped_logits_and_refuse_sinks():
+    """The gaps of the logits the model uses: Gemma 2's, after its soft-cap (a cap of 5 that the logits reach);
+    gpt-oss's sinks join the softmax, which the law does not model: refused with the reason."""
+    from test_zoo import shrunk
+
+    from hf_logscale.diagnostics import head_gaps
+
+    _gaps_match_reference(shrunk("google/gemma-2-2b-it", "eager", attn_logit_softcapping=5.0).double(), head_gaps)
+    with pytest.raises(ValueError, match="attention sinks .* does not model a sink"):
+        head_gaps(shrunk("openai/gpt-oss-20b", "eager"), torch.randint(1, 256, (1, 40)), rows=4)
+
+
+def _gaps_match_reference(model, head_gaps):
+    from reference import reference_logits
+
     x = torch.randint(1, 256, (2, 40), generator=torch.Generator().manual_seed(4))
     rows = 6
     got = head_gaps(model, x, rows=rows)

@@ -63,12 +63,16 @@ def test_reference_model_loads_offline_as_default(reference):
     assert 1e6 < n_params < 1e7
 
 
-REFERENCES = ["reference", "reference:nope", "reference:prope", "reference:ssmax"]
+REFERENCES = ["reference", "reference:seed1", "reference:nope", "reference:prope", "reference:ssmax"]
 needs_v5 = pytest.mark.skipif(int(transformers.__version__.split(".")[0]) < 5, reason="proportional RoPE is in 5.x")
 
 
 @pytest.mark.parametrize(
-    "name", [n if n in ("reference", "reference:ssmax") else pytest.param(n, marks=needs_v5) for n in REFERENCES]
+    "name",
+    [
+        n if n in ("reference", "reference:seed1", "reference:ssmax") else pytest.param(n, marks=needs_v5)
+        for n in REFERENCES
+    ],
 )
 @torch.no_grad()
 def test_reference_models_load_offline_and_match_their_cards(name):

@@ -144,7 +144,7 @@ def meta_model(hub_id: str) -> torch.nn.Module:
     """The full-size model on the meta device (built once per test session)."""
     if hub_id not in _META:
         with torch.device("meta"):
-            _META[hub_id] = AutoModelForCausalLM.from_config(config(hub_id))
+            _META[hub_id] = AutoModelForCausalLM.from_config(config(hub_id), attn_implementation=_attn(hub_id))
     return _META[hub_id]
 
 
@@ -204,11 +204,12 @@ def test_full_size_rope_merge_for_every_kind(hub_id, kind):
     base = rope_params(text)
     raw_before = copy.deepcopy(getattr(text, "rope_parameters", None))
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    rotary = int(head_dim * (base.get("partial_rotary_factor") or 1.0)) // 2  # Phi-4-mini rotates 3/4
+    partial = base.get("partial_rotary_factor") or getattr(text, "partial_rotary_factor", None) or 1.0
+    rotary = int(head_dim * partial) // 2  # Phi-4-mini rotates 3/4
     params = {"factor": 4.0}
     if kind == "longrope":
         params.update(short_factor=[1.0] * rotary, long_factor=[2.0] * rotary)
-    if text.model_type == "phi3" and kind != "longrope":  # transformers' Phi3Config takes LongRoPE alone
+    if text.model_type == "phi3" and kind != "longrope" and VERSION >= (5, 0):  # 5.x's Phi3Config: LongRoPE alone
         with pytest.raises(ValueError, match=r"transformers rejected the RoPE setting .* one of \['longrope'\]"):
             hls.patch(model, hls.Variant(rope=hls.RopeSetting(kind, params)))
         assert model.config.to_dict() == before
@@ -238,6 +239,14 @@ L_SMALL = 16  # the scheme's L, so that 48 tokens cross it
 
 
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28)
+
+
+def _attn(hub_id: str, attn: str = "sdpa") -> str:
+    """eager instead of sdpa where the family has none: gpt-oss (sinks), Gemma 2 (soft-cap; transformers 5 refuses
+    sdpa for it, 4.x runs it without the cap, which the patch refuses)."""
+    cls = transformers.AutoModelForCausalLM._model_mapping[type(config(hub_id))]
+    capped = raw(hub_id).get("attn_logit_softcapping") is not None
+    return "eager" if attn == "sdpa" and (capped or not cls._supports_sdpa) else attn
 
 
 def shrunk(hub_id: str, attn: str = "sdpa", **overrides) -> torch.nn.Module:
@@ -287,8 +296,7 @@ def shrunk(hub_id: str, attn: str = "sdpa", **overrides) -> torch.nn.Module:
     if "text_config" in published:
         published.update(vision_config={**published["vision_config"], **VISION}, mm_tokens_per_image=4)
     cfg = config(hub_id, data=published)
-    if attn == "sdpa" and not transformers.AutoModelForCausalLM._model_mapping[type(cfg)]._supports_sdpa:
-        attn = "eager"  # Gemma 2 (soft-cap) and gpt-oss (sinks): transformers 5 refuses sdpa
+    attn = _attn(hub_id, attn)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn)
     model.generation_config.pad_token_id = 0
@@ -375,6 +383,19 @@ def test_shrunk_copy_generation_and_left_padding(hub_id):
     for i, r in enumerate(rows):
         assert rel(logits[i, -len(r) :], model(r[None]).logits[0]) <= BOUND
         assert rel(logits[i, -len(r) :], want[i, -len(r) :]) <= BOUND
+
+
+@pytest.mark.skipif(
+    VERSION >= (5, 0), reason="transformers 5 passes position_ids: Command R7B is patched (tiny matrix)"
+)
+def test_cohere2_is_refused_before_transformers_5():
+    """transformers 4.57's Cohere2 attention receives no position_ids: n could not follow left padding."""
+    cfg = transformers.Cohere2Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=256
+    )
+    model = AutoModelForCausalLM.from_config(cfg)
+    with pytest.raises(ValueError, match="cohere2 calls its attention through AttentionInterface, with position_ids"):
+        hls.patch(model, SCHEME)
 
 
 # ---- Ministral 3: an architecture with a length scale of its own -----------------------------------------------

@@ -59,8 +59,8 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="Hub id, local folder, .gguf file, patched-model folder, a built-in reference model: reference (the "
-        "default, offline), reference:nope, reference:prope, reference:ssmax; or smollm2-135m (a real checkpoint, "
-        "fetched once by `hf-logscale fetch smollm2-135m`).",
+        "default, offline), reference:seed1, reference:nope, reference:prope, reference:ssmax; or smollm2-135m (a "
+        "real checkpoint, fetched once by `hf-logscale fetch smollm2-135m`).",
     ),
 ]
 DTypeOpt = Annotated[DType, typer.Option(help="Weights dtype.")]

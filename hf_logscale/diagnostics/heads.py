@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from ..patching import applied, patch_state
 from ..patching.families import layer_window
 from ..tables import Table
@@ -60,13 +61,23 @@ class HeadGaps:
         return torch.where(g > 0, math.log(train_len) / g, torch.full_like(g, math.inf))
 
 
-def row_gaps(query: torch.Tensor, key: torch.Tensor, scaling: float, rows: int, window: int | None = None):
+def row_gaps(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    scaling: float,
+    rows: int,
+    window: int | None = None,
+    softcap: float | None = None,
+):
     """(G, Δ, p_top, log-odds), each [B, H, rows], and the keys each row sees [rows], for the last ``rows`` causal
-    rows of ``query`` [B, H, T, D] against ``key`` [B, Hkv, T, D]; float64."""
+    rows of ``query`` [B, H, T, D] against ``key`` [B, Hkv, T, D]; float64. ``softcap``: the logits the model
+    uses are c·tanh(z / c) (Gemma 2)."""
     b, h, t, _ = query.shape
     q = query[:, :, t - rows :].double()
     k = key.double().repeat_interleave(h // key.shape[1], dim=1)
     z = (q @ k.transpose(-1, -2)) * scaling  # [B, H, rows, T]
+    if softcap:
+        z = softcap * torch.tanh(z / softcap)
     qpos = torch.arange(t - rows, t, device=z.device)[:, None]
     kpos = torch.arange(t, device=z.device)[None, :]
     visible = kpos <= qpos
@@ -95,7 +106,12 @@ def head_gaps(model: Any, windows: torch.Tensor, rows: int = 16, variant: Any = 
 
     def observe(layer: int, module, query, key, kwargs) -> None:
         scaling = kwargs.get("scaling", getattr(module, "scaling", query.shape[-1] ** -0.5))
-        g, d, p, odds, seen = row_gaps(query, key, scaling, rows, layer_window(module))
+        if kwargs.get("s_aux") is not None:
+            raise UserError(
+                "heads: this model's attention sinks (gpt-oss) join every row's softmax; the per-head law counts "
+                "keys only and does not model a sink, so no τ_c is given for it"
+            )
+        g, d, p, odds, seen = row_gaps(query, key, scaling, rows, layer_window(module), kwargs.get("softcap"))
         found.setdefault(layer, []).append(torch.stack([g, d, p, odds]).cpu())  # [4, B, H, rows]
         seen_n.append(seen.cpu())
 
