@@ -66,6 +66,21 @@ EXPECTED = {
 }
 
 
+# what describe says each family does to its logits besides s(n) (one line per fact)
+OWN_LOGITS = {
+    "google/gemma-3-1b-it": ["scaling 1/√256 (query_pre_attn_scalar"],
+    "google/gemma-3-4b-it": ["scaling 1/√256 (query_pre_attn_scalar"],
+    "google/gemma-2-2b-it": [
+        "scaling 1/√256 (query_pre_attn_scalar",
+        "soft-capped, 50·tanh(x / 50); s(n) multiplies x before",
+    ],
+    "openai/gpt-oss-20b": [
+        "sink logit per head joins every row's softmax; s(n) scales the token logits, never the sink"
+    ],
+    "ibm-granite/granite-3.3-8b-instruct": ["scaling = attention_multiplier 0.0078125 (replaces 1/√head_dim)"],
+}
+
+
 def windows(spec, layers: int) -> dict[int, int | None]:
     """Each layer's window from the published pattern: (W, k) slides every layer but each k-th (Gemma 2 and
     gpt-oss alternate, Gemma 3 has 5 sliding : 1 global)."""
@@ -173,6 +188,9 @@ def test_full_size_patch_describe_and_plan(hub_id):
         assert report.patched_layers == list(range(layers))
         assert report.windows == windows(window, layers)
         assert report.rope_attention_factor == pytest.approx(af, rel=1e-12)
+        notes = OWN_LOGITS.get(hub_id, [])
+        assert len(report.logit_notes) == len(notes)
+        assert all(n in r for n, r in zip(notes, report.logit_notes, strict=True))
         assert [r["n"] for r in report.rows] == [round(m * L) for m in TABLE_MULTIPLES]
         for row in report.rows:  # s(n) by hand: 1 + 2·ln(n/L)/ln L, at least 1, with n clipped to the window
             for w in set(report.windows.values()):
