@@ -407,6 +407,7 @@ def model_card(m: dict) -> str:
     name = {"rope": "reference", "nope": "reference:nope", "prope": "reference:prope"}[m.get("positions", "rope")]
     name = "reference:ssmax" if m.get("scale") == "ssmax" else name
     name = f"reference:seed{m['seed']}" if name == "reference" and m["seed"] != 0 else name  # a replicate
+    title += f" (training seed {m['seed']})" if name.startswith("reference:seed") else ""
     shipped = (
         "shipped inside the package as the offline default of every command"
         if name == "reference"
