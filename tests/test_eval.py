@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import make_model
 from reference import ref_scale, reference_logits
+from test_zoo import shrunk
 from transformers import AutoTokenizer
 
 import hf_logscale as hls
@@ -348,3 +349,22 @@ def test_teacher_forcing_on_other_families_and_sliding_windows(tok, family):
         n = len(p.input_ids)
         direct = sum(lp[n - 1 + j, a].item() for j, a in enumerate(p.answer_ids))
         assert t.tf_logprob == pytest.approx(direct, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["google/gemma-2-2b-it", "ibm-granite/granite-3.3-8b-instruct", "cohere2_sw8"])
+@torch.no_grad()
+def test_chunked_loss_applies_the_family_head(name):
+    """Gemma's final soft-cap, Granite's logits_scaling and Cohere's logit_scale: the chunked loss scores the logits
+    the model's own forward returns."""
+    model = shrunk(name) if "/" in name else make_model(name)
+    x = torch.randint(1, 256, (2, 40), generator=torch.Generator().manual_seed(3))
+    logits = model(x).logits.float()
+    want = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten(), reduction="none")
+    got = logprobs_mod.next_token_nll(model, logprobs_mod.decoder_hidden(model, x)[:, :-1], x[:, 1:])
+    assert got.flatten() == pytest.approx(want.tolist(), rel=1e-5, abs=1e-5)
+    plain = torch.nn.functional.cross_entropy(  # the head alone would score other numbers: the test can tell
+        model.get_output_embeddings()(logprobs_mod.decoder_hidden(model, x)[:, :-1]).float().flatten(0, 1),
+        x[:, 1:].flatten(),
+        reduction="none",
+    )
+    assert (plain - want).abs().max() > 1e-3
