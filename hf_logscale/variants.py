@@ -25,8 +25,10 @@ A recipe may give some layers their own parameters (``calibrate --per-layer`` wr
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -51,6 +53,7 @@ __all__ = [
     "parse_variant",
     "recipe_dir",
     "recipe_names",
+    "recipe_text",
     "split_variants",
     "variant_from_options",
 ]
@@ -230,6 +233,35 @@ def load_recipe(name_or_path: str) -> Variant:
     except IsADirectoryError:
         raise UserError(f"recipe {name_or_path!r} is a folder; give a .toml file") from None
     return _recipe_from(data, path)
+
+
+def recipe_text(
+    description: str,
+    scale: Mapping[str, Any],
+    per_layer: Mapping[int, Mapping[str, Any]] | None = None,
+    rope: RopeSetting | None = None,
+) -> str:
+    """A recipe file (TOML) that ``load_recipe`` reads back: the description, a [rope] table for ``rope``, the
+    [scale] table and its per-layer entries (numbers to 4 decimals, per-head values as lists)."""
+    lines = [f"description = {json.dumps(description)}", ""]
+    if rope is not None:
+        lines += ["[rope]", f'kind = "{rope.kind}"', *(f"{k} = {json.dumps(v)}" for k, v in rope.params.items()), ""]
+    lines += ["[scale]", *(f"{k} = {_toml_value(v)}" for k, v in scale.items())]
+    if per_layer:
+        lines += ["", "[scale.per_layer]"]
+        lines += [
+            f"{i} = {{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in p.items()) + " }"
+            for i, p in per_layer.items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a TOML string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(map(_toml_value, v)) + "]"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def _recipe_from(data: dict[str, Any], path: Path) -> Variant:

@@ -45,6 +45,17 @@ VISION = dict(
 )
 SHORT, LONG = [1.0, 1.1, 1.3, 1.6, 2.0, 2.5], [1.0, 1.5, 2.5, 4.0, 6.0, 9.0]  # LongRoPE: 6 = 0.75·16 / 2 factors
 
+
+def _longrope(original: int, maximum: int) -> dict:
+    """Phi-4-mini's shape: LongRoPE on the first 0.75 of each head, over ``original`` up to ``maximum``."""
+    return dict(
+        partial_rotary_factor=0.75,
+        rope_scaling={"type": "longrope", "short_factor": SHORT, "long_factor": LONG},
+        original_max_position_embeddings=original,
+        max_position_embeddings=maximum,
+    )
+
+
 # 5 sliding : 1 global; the global layer's linear ×8 and base 1e6, the local layers' base 1e4
 GEMMA3 = dict(
     num_hidden_layers=6,
@@ -96,29 +107,10 @@ CASES = {
     ),
     # sliding on even layers, attention sinks, biases on q/k/v/o, YaRN ×32 with truncate=False, 4 experts top-2
     "gpt_oss": ("GptOssConfig", dict(sliding_window=8, num_local_experts=4, num_experts_per_tok=2), False),
-    # Phi-4-mini's shape: LongRoPE on the first 0.75 of each head; 48 positions > 32 → long factors, and the
-    # attention factor √(1 + ln(128/32) / ln 32)
-    "phi3-longrope-long": (
-        "Phi3Config",
-        dict(
-            partial_rotary_factor=0.75,
-            rope_scaling={"type": "longrope", "short_factor": SHORT, "long_factor": LONG},
-            original_max_position_embeddings=32,
-            max_position_embeddings=128,
-        ),
-        False,
-    ),
+    # 48 positions > 32 → long factors, and the attention factor √(1 + ln(128/32) / ln 32)
+    "phi3-longrope-long": ("Phi3Config", _longrope(original=32, maximum=128), False),
     # the same with 48 positions ≤ 64 → short factors
-    "phi3-longrope-short": (
-        "Phi3Config",
-        dict(
-            partial_rotary_factor=0.75,
-            rope_scaling={"type": "longrope", "short_factor": SHORT, "long_factor": LONG},
-            original_max_position_embeddings=64,
-            max_position_embeddings=256,
-        ),
-        False,
-    ),
+    "phi3-longrope-short": ("Phi3Config", _longrope(original=64, maximum=256), False),
     # Phi-3-mini's shape: full rotary, one sliding window on every layer
     "phi3-window": ("Phi3Config", dict(sliding_window=8), False),
     # 3 sliding (RoPE, interleaved pairs) : 1 global (NoPE); parallel attention + MLP; logit_scale

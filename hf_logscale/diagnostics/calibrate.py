@@ -13,7 +13,6 @@ own entropies); ``recipe`` writes the result, with per-layer τ when given the p
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from ..evaluation.logprobs import decoder_hidden, next_token_nll
 from ..patching import patched
 from ..patching.families import attention_layers
 from ..tables import Table
-from ..variants import Variant
+from ..variants import Variant, recipe_text
 from .entropy import attention_entropy
 
 __all__ = ["OBJECTIVES", "Calibration", "band_entropy", "calibrate", "calibrate_layers", "layers_table"]
@@ -85,15 +84,9 @@ class Calibration:
         return Table(f"the objective over τ ({self.objective})", ["τ", label], rows, text_columns=0)
 
     def recipe(self, train_len: int, description: str, per_layer: Sequence[Calibration] = ()) -> str:
-        """A recipe file (TOML) with this τ, and each layer's own τ when given per-layer fits; the description is
-        written as a JSON string, which TOML reads."""
-        text = (
-            f'description = {json.dumps(description)}\n\n[scale]\nscheme = "critical"\ntrain_len = {train_len}\n'
-            f"tau = {self.tau:.4f}\n"
-        )
-        if per_layer:
-            text += "\n[scale.per_layer]\n" + "".join(f"{c.layer} = {{ tau = {c.tau:.4f} }}\n" for c in per_layer)
-        return text
+        """A recipe file (TOML) with this τ, and each layer's own τ when given per-layer fits."""
+        scale = {"scheme": "critical", "train_len": train_len, "tau": float(self.tau)}
+        return recipe_text(description, scale, {c.layer: {"tau": float(c.tau)} for c in per_layer})
 
 
 def band_entropy(entropy: torch.Tensor, length: int, layer: int | None = None) -> float:

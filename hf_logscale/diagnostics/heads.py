@@ -11,7 +11,6 @@ median over rows and windows.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from ..errors import UserError
 from ..patching import applied, patch_state
 from ..patching.families import layer_window
 from ..tables import Table
+from ..variants import recipe_text
 
 __all__ = ["TAU_MAX", "HeadGaps", "head_gaps", "heads_csv", "heads_table", "row_gaps"]
 
@@ -44,16 +44,8 @@ class HeadGaps:
         """A recipe (TOML): the critical scheme with each head's τ_c (capped at ``TAU_MAX``), per layer; ``rope``
         (a ``RopeSetting``, the one measured under) becomes its [rope] table."""
         tau = self.tau_c(train_len).clamp(max=TAU_MAX)
-        text = f"description = {json.dumps(description)}\n\n"
-        if rope is not None:
-            text += f'[rope]\nkind = "{rope.kind}"\n' + "".join(
-                f"{k} = {json.dumps(v)}\n" for k, v in rope.params.items()
-            )
-            text += "\n"
-        text += f'[scale]\nscheme = "critical"\ntrain_len = {train_len}\n\n[scale.per_layer]\n'
-        for row, layer in enumerate(self.layers):
-            text += f"{layer} = {{ tau = [{', '.join(f'{t:.4f}' for t in tau[row].tolist())}] }}\n"
-        return text
+        per_layer = {layer: {"tau": tau[row].tolist()} for row, layer in enumerate(self.layers)}
+        return recipe_text(description, {"scheme": "critical", "train_len": train_len}, per_layer, rope)
 
     def tau_c(self, train_len: int) -> torch.Tensor:
         """ln L / G (inf where G ≤ 0: no top key stands out)."""

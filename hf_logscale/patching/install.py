@@ -115,6 +115,7 @@ def patch(
 def _install(
     model: torch.nn.Module, variant: Variant, selected: list, _saved: dict[str, Any] | None
 ) -> torch.nn.Module:
+    family, text = family_of(model), model.config.get_text_config()  # an image-text model: its language model
     previous_entry = getattr(model.config, CONFIG_KEY, None)
     if _saved is None and previous_entry:
         warnings.warn(
@@ -131,7 +132,7 @@ def _install(
         train_len, source = resolved.value, resolved.source
     scheme = variant.scale.build(train_len)
     layer_schemes = {idx: variant.scale.build(train_len, layer=idx) for idx, _ in selected}
-    heads = getattr(model.config.get_text_config(), "num_attention_heads", None)
+    heads = getattr(text, "num_attention_heads", None)
     for idx, layer_scheme in layer_schemes.items():
         if layer_scheme.heads not in (None, heads):
             raise UserError(
@@ -140,9 +141,9 @@ def _install(
 
     identity = all(s.identity for s in layer_schemes.values())
     if variant.rope is None and not identity and _saved is None:
-        _announce_own_factor(model)
+        _announce_own_factor(model, text)
     base_impl = model.config._attn_implementation
-    if base_impl == "sdpa" and family_of(model).soft_capped:
+    if base_impl == "sdpa" and family.soft_capped:
         raise UserError(
             f"{type(model).__name__} under sdpa runs without its attention soft-cap (sdpa cannot cap; transformers "
             "5 refuses it for this family): the model is not the one trained. Load it with "
@@ -167,8 +168,8 @@ def _install(
 
     # The variant's scheme replaces a length scale the architecture applies itself, so the two never stack; the
     # identity scheme leaves the model as shipped.
-    native = family_of(model).native_scale
-    native_saved = native.switch_off(model.config.get_text_config()) if native and not identity else None
+    native = family.native_scale
+    native_saved = native.switch_off(text) if native and not identity else None
     scale = ScaleState()
     for idx, module in selected:
         setattr(module, LAYER_ATTR, LayerScale(scale, idx, layer_window(module), layer_schemes[idx]))
@@ -194,7 +195,7 @@ def _install(
     return model
 
 
-def _announce_own_factor(model: torch.nn.Module) -> None:
+def _announce_own_factor(model: torch.nn.Module, text: Any) -> None:
     """A checkpoint whose RoPE already scales the logits (gpt-oss's YaRN, Phi-3's LongRoPE): s(n) multiplies on
     top of that factor, which stays; say so rather than stack silently."""
     try:
@@ -202,7 +203,7 @@ def _announce_own_factor(model: torch.nn.Module) -> None:
     except UserError:  # no rotary module (NoPE): no factor
         return
     if abs(af - 1.0) > 1e-12:
-        kind = (rope_params(model.config.get_text_config()) or {}).get("rope_type", "its")
+        kind = (rope_params(text) or {}).get("rope_type", "its")
         warnings.warn(
             f"{type(model).__name__}'s RoPE already multiplies every attention logit by {af**2:.4f} (the {kind} "
             f"attention factor {af:.4f}, the same at every length); s(n) multiplies on top of it, which stays "
