@@ -63,6 +63,11 @@ EXPECTED = {
     "microsoft/Phi-4-mini-instruct": (131072, "Phi-3 / Phi-3.5 / Phi-4-mini 128K", 131072, False, 32, 262144),
     "allenai/OLMo-2-1124-7B-Instruct": (4096, "OLMo 2", 4096, False, 32, None),
     "ibm-granite/granite-3.3-8b-instruct": (131072, "Granite 3.1 and later", 131072, False, 40, None),
+    # assembled from published values, not byte copies (SOURCES.md says which source gave each value)
+    "CohereLabs/c4ai-command-r7b-12-2024": (131072, "Command R7B", 132096, True, 32, (4096, 4)),
+    "allenai/Olmo-3-7B-Think": (65536, "OLMo 3", 65536, False, 32, (4096, 4)),
+    "zai-org/glm-4-9b-chat-hf": (131072, "GLM-4-9B chat", 131072, False, 40, None),
+    "zai-org/GLM-4-9B-0414": (32768, None, 32768, True, 40, None),
 }
 
 
@@ -78,6 +83,7 @@ OWN_LOGITS = {
         "sink logit per head joins every row's softmax; s(n) scales the token logits, never the sink"
     ],
     "ibm-granite/granite-3.3-8b-instruct": ["scaling = attention_multiplier 0.0078125 (replaces 1/√head_dim)"],
+    "CohereLabs/c4ai-command-r7b-12-2024": ["global (full-attention) layers apply no RoPE (NoPE)"],
 }
 
 
@@ -268,16 +274,18 @@ def _attn(hub_id: str, attn: str = "sdpa") -> str:
 
 
 def shrunk(hub_id: str, attn: str = "sdpa", **overrides) -> torch.nn.Module:
-    """3 layers (4 for SmolLM3, to keep a NoPE layer; 6 for Gemma 3, to keep a global layer), hidden 64 (Phi-3:
-    heads × head_dim, which its config checks LongRoPE against), 4 experts; rope parameters, layer types, windows,
-    head_dim and the GQA ratio as published. An image-text model: its language model shrunk, a one-layer vision
-    tower. Families without sdpa get eager."""
+    """3 layers, or as many as keep a NoPE layer (SmolLM3: 4) and a global layer (Command R7B and OLMo 3: 4,
+    Gemma 3: 6), hidden 64 (Phi-3: heads × head_dim, which its config checks LongRoPE against), 4 experts; rope
+    parameters, layer types, windows, head_dim and the GQA ratio as published. An image-text model: its language
+    model shrunk, a one-layer vision tower. Families without sdpa get eager."""
     published = raw(hub_id)
     data = published.get("text_config", published)
     defaults = AutoConfig.for_model(**copy.deepcopy(published)).get_text_config()  # Gemma 3's sparse text_config
     heads = data.get("num_attention_heads") or defaults.num_attention_heads
     kv = data.get("num_key_value_heads") or defaults.num_key_value_heads or heads
-    layers = 4 if "no_rope_layers" in data else 6 if "gemma3" in published["model_type"] else 3
+    types = getattr(defaults, "layer_types", None) or []  # Cohere2 derives them from sliding_window_pattern
+    first_global = next((i for i, t in enumerate(types) if t == "full_attention"), 0)
+    layers = max(4 if "no_rope_layers" in data else 3, first_global + 1)
     head_dim = data.get("head_dim") or getattr(defaults, "head_dim", None) or data["hidden_size"] // heads
     data.update(
         num_hidden_layers=layers,
