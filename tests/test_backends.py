@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import ids, make_model
 from reference import ref_scale, reference_logits
+from standin_flash import register
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 import hf_logscale as hls
@@ -17,53 +18,10 @@ def rel(a, b):
     return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
 
 
-class StandInFlash:
-    """A flash-attention kernel for CPU: transformers' flash calling convention (a 2-D padding mask or None,
-    bottom-right causal alignment, the window from the ``sliding_window`` keyword, output [B, T, H, D]),
-    computed with sdpa. It records the implementation name the kernel would be looked up by, and the masks."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.looked_up: list[str] = []
-        self.masks: list[torch.Tensor | None] = []
-        self.windows: list[int | None] = []
-
-    def __call__(
-        self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None, **kwargs
-    ):
-        self.looked_up.append(module.config._attn_implementation)
-        self.masks.append(attention_mask)
-        self.windows.append(sliding_window)
-        B, H, Tq, D = query.shape
-        Tk = key.shape[-2]
-        assert attention_mask is None or attention_mask.shape == (B, Tk), attention_mask.shape  # flash: 2-D only
-        i = torch.arange(Tq)[:, None] + (Tk - Tq)
-        j = torch.arange(Tk)[None, :]
-        visible = j <= i
-        if sliding_window:
-            visible = visible & (j > i - sliding_window)
-        visible = visible[None, None].expand(B, 1, Tq, Tk)
-        if attention_mask is not None:
-            visible = visible & attention_mask.bool()[:, None, None, :]
-        empty = ~visible.any(-1, keepdim=True)  # left-padding rows: flash unpads them away; here they output 0
-        k = key.repeat_interleave(H // key.shape[1], dim=1)
-        v = value.repeat_interleave(H // value.shape[1], dim=1)
-        out = torch.nn.functional.scaled_dot_product_attention(query, k, v, attn_mask=visible | empty, scale=scaling)
-        out = out.masked_fill(empty, 0.0)
-        return out.transpose(1, 2).contiguous(), None
-
-
 @pytest.fixture(params=["flash_attention_2", "flash_attention_3", "kernels-community/flash-attn3"])
 def flash(request, monkeypatch):
-    """Register the stand-in under a flash name (as transformers does when the kernel is installed)."""
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-
-    kernel = StandInFlash(request.param)
-    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, request.param, kernel)
-    monkeypatch.setitem(
-        ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, request.param, ALL_MASK_ATTENTION_FUNCTIONS["flash_attention_2"]
-    )
-    return kernel
+    """The CPU stand-in, registered under each flash name transformers dispatches by."""
+    return register(monkeypatch, request.param)
 
 
 def flash_model(family, kernel):

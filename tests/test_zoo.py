@@ -21,6 +21,7 @@ import torch
 import transformers
 from conftest import ids
 from reference import ref_scale, reference_logits
+from standin_flash import register
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import hf_logscale as hls
@@ -376,6 +377,40 @@ def test_gemma2_under_flex_attention():
     assert rel(got, reference_logits(model, x, REF)) <= BOUND
     assert rel(got, reference_logits(model, x, lambda n: REF(n + 1))) > TELLS * BOUND
     hls.unpatch(model)
+    assert torch.equal(model(x).logits, before)
+
+
+@pytest.mark.parametrize(
+    ("hub_id", "kernel"),
+    [("google/gemma-2-2b-it", "flash_attention_2"), ("openai/gpt-oss-20b", "kernels-community/vllm-flash-attn3")],
+)
+@torch.no_grad()
+def test_softcap_and_sinks_under_a_flash_kernel(hub_id, kernel, monkeypatch):
+    """Gemma 2's soft-cap and gpt-oss's sinks reach a flash kernel as keywords (``softcap``, ``s_aux``; the
+    kernel named is the one each model card loads): the query is scaled before the kernel caps the logits, and the
+    sink logit is never scaled. A CPU stand-in kernel computes what the real one does; a cap the logits reach (5)
+    so that s acts inside it."""
+    if not supported(hub_id):
+        pytest.skip("family needs transformers ≥ 5")
+    flash = register(monkeypatch, kernel)
+    model = shrunk(hub_id, "eager", **({"attn_logit_softcapping": 5.0} if "gemma" in hub_id else {}))
+    model.config._attn_implementation = kernel  # what loading with the real kernel on a GPU gives
+    x = ids()
+    before = model(x).logits
+    assert set(flash.looked_up) == {kernel}
+    assert rel(before, reference_logits(model, x)) <= BOUND  # the stand-in computes the architecture
+    hls.patch(model, SCHEME)
+    flash.looked_up.clear()
+    got = model(x).logits
+    assert set(flash.looked_up) == {kernel}  # looked up by its own name, not the wrapper's
+    assert rel(got, reference_logits(model, x, REF)) <= BOUND
+    assert rel(got, reference_logits(model, x, lambda n: REF(n + 1))) > TELLS * BOUND
+    prompt = ids(length=12)
+    out = model.generate(prompt, max_new_tokens=12, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    full = model(out.sequences[:, :-1], use_cache=False).logits[:, 11:]
+    assert rel(torch.stack(out.logits, 1), full) <= BOUND
+    hls.unpatch(model)
+    assert model.config._attn_implementation == kernel
     assert torch.equal(model(x).logits, before)
 
 
