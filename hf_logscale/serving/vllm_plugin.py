@@ -16,9 +16,10 @@ Ministral 3 (served by vLLM's Mistral class) multiplies its queries by ``1 + β�
 as transformers does; a scheme replaces it (the two never stack), as the transformers patch does.
 
 Refused, with the reason: dynamic NTK and LongRoPE (vLLM fixes their frequencies once per engine where
-transformers recomputes them per sequence), a context longer than a RoPE table covers, and a ``logscale`` entry on
-an architecture the plugin does not cover. Per-head parameters give each query head its own column of the table
-(under tensor parallelism each rank takes the columns of the heads it holds).
+transformers recomputes them per sequence), a context longer than a RoPE table covers, layers that skip the rotary
+call (NoPE), and a ``logscale`` entry on an architecture the plugin does not cover. Per-head parameters give each
+query head its own column of the table (under tensor parallelism each rank takes the columns of the heads it
+holds).
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ ARCHITECTURES = {
     "Qwen3ForCausalLM": ("qwen3", "Qwen3ForCausalLM"),
     "MixtralForCausalLM": ("mixtral", "MixtralForCausalLM"),
     "Qwen3MoeForCausalLM": ("qwen3_moe", "Qwen3MoeForCausalLM"),
+    "Gemma2ForCausalLM": ("gemma2", "Gemma2ForCausalLM"),  # its attention backend soft-caps the scaled logits
+    "Gemma3ForCausalLM": ("gemma3", "Gemma3ForCausalLM"),
+    "GptOssForCausalLM": ("gpt_oss", "GptOssForCausalLM"),  # its backend adds the (unscaled) sink logit
+    "Phi3ForCausalLM": ("phi3", "Phi3ForCausalLM"),
+    "GraniteForCausalLM": ("granite", "GraniteForCausalLM"),
+    "Glm4ForCausalLM": ("glm4", "Glm4ForCausalLM"),
 }
 
 _REFUSED_ROPE = {
@@ -97,9 +104,20 @@ class ServingPlan:
 
     def install(self, model: torch.nn.Module) -> int:
         """Wrap the rotary embedding of each selected attention module; returns how many were wrapped."""
-        attention = [(name, m) for name, m in model.named_modules() if hasattr(m, "rotary_emb") and hasattr(m, "attn")]
+        from vllm.model_executor.layers.attention_layer_base import AttentionLayerBase
+
+        # the modules that own a vLLM attention layer (gpt-oss's decoder layer calls its attention module `attn`)
+        attention = [
+            (name, m) for name, m in model.named_modules() if isinstance(getattr(m, "attn", None), AttentionLayerBase)
+        ]
         if not attention:
             raise UserError(f"hf-logscale in vLLM: no attention module found in {type(model).__name__}")
+        nope = [name for name, m in attention if not hasattr(m, "rotary_emb") or getattr(m, "use_rope", True) is False]
+        if nope:
+            raise UserError(
+                f"hf-logscale in vLLM: {', '.join(nope[:3])}{' …' if len(nope) > 3 else ''} apply no RoPE (NoPE "
+                "layers); the plugin scales queries inside the rotary call, so these would run unscaled: refused"
+            )
         indices = {name: _layer_index(name) for name, _ in attention}
         chosen = _select(self.variant.scale, sorted(indices.values())) if self.variant else set(indices.values())
         tables: dict[Any, torch.Tensor] = {}

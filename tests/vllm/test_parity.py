@@ -1,6 +1,7 @@
 """vLLM with the hf-logscale plugin equals transformers with the hf-logscale patch: prompt log-probabilities within
 1e-4 for every scheme and for YaRN, linear and Llama 3 RoPE at 4 L and 8 L of the reference model; on tiny Llama,
-Qwen2 and Mistral with windows, Qwen3, Mixtral, Qwen3-MoE and Ministral 3; on SmolLM2; greedy generation and a mixed
+Qwen2 and Mistral with windows, Qwen3, Mixtral, Qwen3-MoE, Ministral 3, Gemma 2 and 3, gpt-oss, Phi-3, Granite and
+GLM-4; on SmolLM2; greedy generation and a mixed
 batch with chunked prefill and prefix caching; ``vllm serve``; lm-eval ``--model vllm``; a model without a
 ``logscale`` entry runs as plain vLLM.
 
@@ -171,8 +172,13 @@ def test_tiny_families_equal_transformers(family, tmp_path):
         model = make_model("qwen2_sw24", num_attention_heads=2, num_key_value_heads=1, max_window_layers=0)  # some
     else:  # layers only. vLLM's CPU attention kernels take head sizes from 32 up, not 16
         model = make_model(family, head_dim=64)
+    assert_tiny_served_as_patched(model, tmp_path / family)
+
+
+def assert_tiny_served_as_patched(model, folder: Path) -> None:
+    """A tiny random model patched with logn (L = 16), saved merged and served: prompts of 64 and 200 tokens."""
     variant = "logn:train_len=16"
-    folder = saved(model, None, variant, tmp_path / family)
+    saved(model, None, variant, folder)
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(1, 256, (n,), generator=g).tolist() for n in (64, 200)]
     with hls.patched(model, variant):
@@ -332,3 +338,65 @@ def test_ministral3_own_scale_is_applied_and_a_scheme_replaces_it(variant, tmp_p
         with hls.patched(model, variant):
             want = hf_logprobs(model, prompts)
     assert_close(served_logprobs(folder, prompts, skip_tokenizer_init=True, max_model_len=256), want)
+
+
+_SMALL = dict(
+    hidden_size=64,
+    head_dim=64,  # vLLM's CPU attention kernels take head sizes from 32 up
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=128,
+    vocab_size=256,
+    initializer_range=0.2,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+_PAIR = dict(layer_types=["sliding_attention", "full_attention"], sliding_window=24)
+# vLLM's own classes for the families the transformers patch covers beyond Llama / Qwen / Mistral: soft-cap (Gemma
+# 2, a cap the logits reach), per-layer-type RoPE (Gemma 3), sinks, MoE and its published YaRN (gpt-oss), fused qkv
+# (Phi-3, 4K RoPE), attention / embedding / residual / logit multipliers (Granite), partial rotary (GLM-4); windows
+# of 24
+FAMILY_CONFIGS = {
+    "gemma2": ("Gemma2Config", {**_SMALL, **_PAIR, "query_pre_attn_scalar": 64, "attn_logit_softcapping": 5.0}),
+    "gemma3_text": ("Gemma3TextConfig", {**_SMALL, **_PAIR, "query_pre_attn_scalar": 64}),
+    "gpt_oss": ("GptOssConfig", {**_SMALL, **_PAIR, "num_local_experts": 4, "num_experts_per_tok": 2}),  # YaRN ×32
+    "phi3": ("Phi3Config", {**_SMALL, "hidden_size": 128, "head_dim": None, "max_position_embeddings": 4096}),
+    "granite": (
+        "GraniteConfig",
+        {
+            **_SMALL,
+            "attention_multiplier": 0.1,
+            "embedding_multiplier": 2.0,
+            "residual_multiplier": 0.5,
+            "logits_scaling": 4.0,
+        },
+    ),
+    "glm4": ("Glm4Config", {**_SMALL, "partial_rotary_factor": 0.5}),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CONFIGS))
+def test_more_families_equal_transformers(family, tmp_path):
+    import transformers
+
+    name, kwargs = FAMILY_CONFIGS[family]
+    cfg = getattr(transformers, name)(**{k: v for k, v in kwargs.items() if v is not None})
+    torch.manual_seed(0)
+    attn = "eager" if family in ("gemma2", "gpt_oss") else "sdpa"  # transformers: no sdpa for soft-caps or sinks
+    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).float().eval()
+    assert_tiny_served_as_patched(model, tmp_path / family)
+
+
+def test_nope_layers_are_refused(tmp_path):
+    """vLLM's Granite class skips the rotary call on layers whose RoPE base is 0 (NoPE); the plugin scales queries
+    inside that call, so such a model is refused rather than served partly unscaled."""
+    import transformers
+
+    cfg = transformers.GraniteConfig(**_SMALL)
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(tmp_path / "granite")
+    overrides = {"layer_rope_theta": [0.0, 10000.0], "logscale": {"variant": "logn:train_len=16"}}
+    with pytest.raises(Exception, match=r"model\.layers\.0\.self_attn apply no RoPE \(NoPE layers\)"):
+        engine(tmp_path / "granite", skip_tokenizer_init=True, max_model_len=256, hf_overrides=overrides)
