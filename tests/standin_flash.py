@@ -10,8 +10,8 @@ class StandInFlash:
     """transformers' flash calling convention: a 2-D padding mask or None, bottom-right causal alignment, the window
     from the ``sliding_window`` keyword, Gemma 2's ``softcap`` (cap · tanh(logit / cap) on the scaled logits) and
     gpt-oss's ``s_aux`` (one sink logit per head in every row's softmax, weighing no value), output [B, T, H, D].
-    Written out in float32 as a kernel computes it. It records the implementation name the kernel is looked up by,
-    the masks and the windows."""
+    Written out in the query's dtype (float32 in these tests). It records the implementation name the kernel is
+    looked up by, the masks and the windows."""
 
     def __init__(self, name: str):
         self.name = name

@@ -118,12 +118,36 @@ def test_per_head_tables_multiply_each_head_by_its_column():
     assert torch.equal(q2, want)
 
 
-def test_a_refused_rope_type_is_found_in_per_layer_type_parameters_too():
+@pytest.mark.parametrize(
+    ("rope", "kind"),
+    [
+        ({"full_attention": {"rope_type": "dynamic", "factor": 4.0}, "sliding_attention": {}}, "dynamic"),
+        ({"rope_type": "longrope", "short_factor": [1.0], "long_factor": [2.0]}, "longrope"),  # Phi-3 128K
+    ],
+)
+def test_a_refused_rope_type_is_found_in_the_checkpoints_own_parameters(rope, kind):
+    """Also when the RoPE comes with the checkpoint (a 128K Phi-3) or sits in one layer type's parameters."""
     config = SimpleNamespace(
-        model_type="llama",
-        max_position_embeddings=256,
-        rope_parameters={"full_attention": {"rope_type": "dynamic", "factor": 4.0}, "sliding_attention": {}},
-        logscale={"variant": "logn"},
+        model_type="llama", max_position_embeddings=256, rope_parameters=rope, logscale={"variant": "logn"}
     )
-    with pytest.raises(ValueError, match="RoPE type 'dynamic' is refused"):
+    with pytest.raises(ValueError, match=f"RoPE type '{kind}' is refused"):
         serving_plan(config, 1024).prepare(config)
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("yarn:factor=64,attention_factor=1+logn", r"\('yarn', with attention_factor\) would be served unlike"),
+        ("linear:factor=4+logn", r"\('linear'\) would be served unlike transformers"),
+    ],
+)
+def test_gpt_oss_rope_that_vllm_would_drop_is_refused(variant, message):
+    """vLLM's gpt-oss class builds YaRN from six keys of the config, whatever else it says: a RoPE variant it would
+    not follow is refused; a YaRN variant within those keys, and the published RoPE, are served."""
+    config = transformers.GptOssConfig(logscale={"variant": variant})
+    with pytest.raises(ValueError, match=message):
+        serving_plan(config, 8192).prepare(config)
+    for ok in ("yarn:factor=64+logn", "logn"):
+        config = transformers.GptOssConfig(logscale={"variant": ok})
+        serving_plan(config, 8192).prepare(config)
+        assert config.rope_parameters["rope_type"] == "yarn"

@@ -1,12 +1,13 @@
 """Published checkpoints' configs, without their weights.
 
-``tests/data/configs/`` holds the config.json of 25 published checkpoints, values as published (sources in
-``tests/data/configs/SOURCES.md``). Each is checked twice:
+``tests/data/configs/`` holds the config.json of 29 published checkpoints: 25 copies of the published file, 4
+assembled from published values (sources for each in ``tests/data/configs/SOURCES.md``). Each is checked twice:
 
 - at full size on the meta device (no weights, no memory): the resolved training length L, patch, describe, the
   verification plan, the per-layer windows and the RoPE merge for every RoPE kind, and an exact restore;
-- as a shrunk copy (same rope parameters, layer types, windows, head_dim and GQA ratio; 3 layers, 6 for Gemma 3,
-  hidden 64; an image-text model's language model shrunk the same way):
+- as a shrunk copy (same rope parameters, layer types, windows, head_dim and GQA ratio; 3 layers, or as many as
+  keep a NoPE or global layer: 4 for SmolLM3, Command R7B and OLMo 3, 6 for Gemma 3; hidden 64; an image-text
+  model's language model shrunk the same way):
   logits against the independent float64 forward, KV-cache generation against recomputation, left padding.
 """
 

@@ -35,7 +35,7 @@ import torch
 from ..config import LogScaleConfig
 from ..errors import UserError
 from ..patching.families import NativeScale
-from ..rope import rope_config_update
+from ..rope import rope_config_update, rope_params
 from ..schemes import Scheme
 from ..train_length import resolve_train_len
 from ..variants import Variant, parse_variant
@@ -69,6 +69,19 @@ _REFUSED_ROPE = {
     "sequence: results would differ from every hf-logscale measurement",
     "longrope": "vLLM picks LongRoPE's factor set once for the engine, transformers per sequence",
 }
+# the RoPE keys vLLM's gpt-oss class reads (it builds YaRN from them whatever else the config says)
+_GPT_OSS_ROPE = frozenset(
+    [
+        "rope_type",
+        "type",
+        "rope_theta",
+        "factor",
+        "original_max_position_embeddings",
+        "beta_fast",
+        "beta_slow",
+        "truncate",
+    ]
+)
 _NATIVE = NativeScale()  # Ministral 3's own query scale, as transformers applies it
 
 
@@ -101,6 +114,16 @@ class ServingPlan:
             raise UserError(f"hf-logscale in vLLM: RoPE type {refused[0]!r} is refused: {_REFUSED_ROPE[refused[0]]}")
         if kinds == {"default"} and getattr(config, "max_position_embeddings", 0) < self.max_len:
             config.max_position_embeddings = self.max_len
+        if getattr(config, "model_type", None) == "gpt_oss":
+            params = rope_params(config) or {}  # transformers 4.x: rope_scaling and rope_theta
+            dropped = sorted(k for k, v in params.items() if v is not None and k not in _GPT_OSS_ROPE)
+            if params.get("rope_type") != "yarn" or dropped:
+                raise UserError(
+                    "hf-logscale in vLLM: vLLM's gpt-oss class builds YaRN from rope_theta, factor, "
+                    "original_max_position_embeddings, beta_fast, beta_slow and truncate alone; this RoPE "
+                    f"({params.get('rope_type')!r}{', with ' + ', '.join(dropped) if dropped else ''}) would be "
+                    "served unlike transformers: refused"
+                )
 
     def install(self, model: torch.nn.Module) -> int:
         """Wrap the rotary embedding of each selected attention module; returns how many were wrapped."""
@@ -112,18 +135,12 @@ class ServingPlan:
         ]
         if not attention:
             raise UserError(f"hf-logscale in vLLM: no attention module found in {type(model).__name__}")
-        nope = [name for name, m in attention if not hasattr(m, "rotary_emb") or getattr(m, "use_rope", True) is False]
-        if nope:
-            raise UserError(
-                f"hf-logscale in vLLM: {', '.join(nope[:3])}{' …' if len(nope) > 3 else ''} apply no RoPE (NoPE "
-                "layers); the plugin scales queries inside the rotary call, so these would run unscaled: refused"
-            )
         indices = {name: _layer_index(name) for name, _ in attention}
         chosen = _select(self.variant.scale, sorted(indices.values())) if self.variant else set(indices.values())
         tables: dict[Any, torch.Tensor] = {}
         wrapped = 0
         for name, module in attention:
-            rope = module.rotary_emb
+            rope = getattr(module, "rotary_emb", None) if getattr(module, "use_rope", True) else None
             cache = getattr(rope, "cos_sin_cache", None)
             if cache is not None and cache.shape[0] < self.max_len:
                 raise UserError(
@@ -149,6 +166,11 @@ class ServingPlan:
                 if key not in tables:
                     table = scale_table(scheme, self.max_len, window)
                     tables[key] = (table[:, heads[0] : heads[1]].contiguous() if heads else table).to(device)
+            if rope is None:  # vLLM's Granite skips the rotary call on layers with RoPE base 0
+                raise UserError(
+                    f"hf-logscale in vLLM: {name} applies no RoPE (a NoPE layer); the plugin scales queries inside "
+                    "the rotary call, so this layer would run unscaled: refused (select other layers with layers=)"
+                )
             module.rotary_emb = ScaledRotary(rope, tables[key])
             wrapped += 1
         return wrapped
@@ -168,8 +190,8 @@ def _head_slice(module: torch.nn.Module, scheme: Scheme) -> tuple[int, int] | No
     """The columns of a per-head table this rank's queries hold (tensor parallelism splits the heads evenly)."""
     if scheme.heads is None:
         return None
-    total = getattr(module, "total_num_heads", None)
-    local = getattr(module, "num_heads", None)
+    total = getattr(module, "total_num_heads", None) or getattr(module, "num_attention_heads", None)  # gpt-oss:
+    local = getattr(module, "num_heads", None) or getattr(module, "num_local_attention_heads", None)  # other names
     if total is None or local is None:
         raise UserError(f"hf-logscale in vLLM: {type(module).__name__} does not state its heads; per-head refused")
     if scheme.heads != total:

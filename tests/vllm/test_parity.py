@@ -175,9 +175,8 @@ def test_tiny_families_equal_transformers(family, tmp_path):
     assert_tiny_served_as_patched(model, tmp_path / family)
 
 
-def assert_tiny_served_as_patched(model, folder: Path) -> None:
-    """A tiny random model patched with logn (L = 16), saved merged and served: prompts of 64 and 200 tokens."""
-    variant = "logn:train_len=16"
+def assert_tiny_served_as_patched(model, folder: Path, variant: str = "logn:train_len=16") -> None:
+    """A tiny random model patched (logn, L = 16), saved merged and served: prompts of 64 and 200 tokens."""
     saved(model, None, variant, folder)
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(1, 256, (n,), generator=g).tolist() for n in (64, 200)]
@@ -356,13 +355,13 @@ _SMALL = dict(
 _PAIR = dict(layer_types=["sliding_attention", "full_attention"], sliding_window=24)
 # vLLM's own classes for the families the transformers patch covers beyond Llama / Qwen / Mistral: soft-cap (Gemma
 # 2, a cap the logits reach), per-layer-type RoPE (Gemma 3), sinks, MoE and its published YaRN (gpt-oss), fused qkv
-# (Phi-3, 4K RoPE), attention / embedding / residual / logit multipliers (Granite), partial rotary (GLM-4); windows
-# of 24
+# (Phi-3, 4K RoPE, one window for every layer as its 4K checkpoints have), attention / embedding / residual / logit
+# multipliers (Granite), partial rotary (GLM-4, a quarter: not the default half); windows of 24
 FAMILY_CONFIGS = {
     "gemma2": ("Gemma2Config", {**_SMALL, **_PAIR, "query_pre_attn_scalar": 64, "attn_logit_softcapping": 5.0}),
     "gemma3_text": ("Gemma3TextConfig", {**_SMALL, **_PAIR, "query_pre_attn_scalar": 64}),
     "gpt_oss": ("GptOssConfig", {**_SMALL, **_PAIR, "num_local_experts": 4, "num_experts_per_tok": 2}),  # YaRN ×32
-    "phi3": ("Phi3Config", {**_SMALL, "hidden_size": 128, "head_dim": None, "max_position_embeddings": 4096}),
+    "phi3": ("Phi3Config", {**_SMALL, "hidden_size": 128, "head_dim": None, "sliding_window": 24}),
     "granite": (
         "GraniteConfig",
         {
@@ -373,12 +372,23 @@ FAMILY_CONFIGS = {
             "logits_scaling": 4.0,
         },
     ),
-    "glm4": ("Glm4Config", {**_SMALL, "partial_rotary_factor": 0.5}),
+    "glm4": ("Glm4Config", {**_SMALL, "partial_rotary_factor": 0.25}),
 }
 
 
-@pytest.mark.parametrize("family", list(FAMILY_CONFIGS))
-def test_more_families_equal_transformers(family, tmp_path):
+LOGN = "logn:train_len=16"
+
+
+@pytest.mark.parametrize(
+    ("family", "variant"),
+    [(family, LOGN) for family in FAMILY_CONFIGS]
+    + [
+        ("gpt_oss", "critical:tau=[0.5 2],train_len=16"),  # one τ per query head
+        ("gpt_oss", "yarn:factor=64+logn:train_len=16"),  # a YaRN vLLM's gpt-oss class follows
+        ("gemma3_text", "yarn:factor=16+logn:train_len=16"),  # merged into the global layers' RoPE only
+    ],
+)
+def test_more_families_equal_transformers(family, variant, tmp_path):
     import transformers
 
     name, kwargs = FAMILY_CONFIGS[family]
@@ -386,17 +396,40 @@ def test_more_families_equal_transformers(family, tmp_path):
     torch.manual_seed(0)
     attn = "eager" if family in ("gemma2", "gpt_oss") else "sdpa"  # transformers: no sdpa for soft-caps or sinks
     model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).float().eval()
-    assert_tiny_served_as_patched(model, tmp_path / family)
+    assert_tiny_served_as_patched(model, tmp_path / family, variant)
 
 
-def test_nope_layers_are_refused(tmp_path):
+def test_nope_layers_are_refused_when_selected(tmp_path):
     """vLLM's Granite class skips the rotary call on layers whose RoPE base is 0 (NoPE); the plugin scales queries
-    inside that call, so such a model is refused rather than served partly unscaled."""
+    inside that call, so a scheme on such a layer is refused rather than served unscaled. A scheme on the other
+    layers only (``layers=``) is served."""
     import transformers
 
     cfg = transformers.GraniteConfig(**_SMALL)
     model = transformers.AutoModelForCausalLM.from_config(cfg)
     model.save_pretrained(tmp_path / "granite")
-    overrides = {"layer_rope_theta": [0.0, 10000.0], "logscale": {"variant": "logn:train_len=16"}}
-    with pytest.raises(Exception, match=r"model\.layers\.0\.self_attn apply no RoPE \(NoPE layers\)"):
-        engine(tmp_path / "granite", skip_tokenizer_init=True, max_model_len=256, hf_overrides=overrides)
+    kw = dict(skip_tokenizer_init=True, max_model_len=256)
+    nope = {"layer_rope_theta": [0.0, 10000.0]}
+    with pytest.raises(Exception, match=r"model\.layers\.0\.self_attn applies no RoPE \(a NoPE layer\)"):
+        engine(tmp_path / "granite", hf_overrides={**nope, "logscale": {"variant": LOGN}}, **kw)
+    llm = engine(
+        tmp_path / "granite",
+        hf_overrides={**nope, "logscale": {"variant": {"scale": {"scheme": "logn", "train_len": 16, "layers": [1]}}}},
+        **kw,
+    )
+    close(llm)
+
+
+def test_a_logscale_entry_on_an_uncovered_architecture_is_refused(tmp_path):
+    """Command R7B (vLLM's Cohere class): vLLM would serve it unscaled."""
+    import transformers
+
+    cfg = transformers.Cohere2Config(**_SMALL)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "cohere2")
+    with pytest.raises(Exception, match="serves it with CohereForCausalLM, which the plugin does not cover"):
+        engine(
+            tmp_path / "cohere2",
+            skip_tokenizer_init=True,
+            max_model_len=256,
+            hf_overrides={"logscale": {"variant": LOGN}},
+        )
