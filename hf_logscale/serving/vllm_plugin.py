@@ -6,7 +6,9 @@ registers, for each supported architecture, a subclass of vLLM's own model class
 ``hf-logscale patch --merge`` (its config also carries the RoPE change), or any checkpoint served with
 ``--hf-overrides '{"logscale": {"variant": "logn"}}'`` — gets, in each selected attention module, its rotary
 embedding wrapped: ``q, k = rope(positions, q, k)``, then ``q`` multiplied by ``s(n)``, n = position + 1 clipped
-to the layer's sliding window. ``positions`` are vLLM's absolute token positions, so prefill, chunked prefill,
+to the layer's sliding window (families vLLM serves through its Transformers backend — transformers' own modeling
+code, which rotates inside its modules — get the same multiply in the attention function instead, reading the
+``position_ids`` transformers passes). ``positions`` are vLLM's absolute token positions, so prefill, chunked prefill,
 decode, prefix-cache hits and mixed batches all read the right n. s is a float32 table (computed in float64 and
 rounded once, as in the transformers patch) indexed by position; a 16-bit query is multiplied in float32 and cast
 back once.
@@ -62,7 +64,13 @@ ARCHITECTURES = {
     "Phi3ForCausalLM": ("phi3", "Phi3ForCausalLM"),
     "GraniteForCausalLM": ("granite", "GraniteForCausalLM"),
     "Glm4ForCausalLM": ("glm4", "Glm4ForCausalLM"),
+    # served by vLLM's Transformers backend: transformers' own modeling code, its attention function "vllm"
+    "Olmo2ForCausalLM": ("transformers", "TransformersForCausalLM"),
+    "Olmo3ForCausalLM": ("transformers", "TransformersForCausalLM"),
+    "GlmForCausalLM": ("transformers", "TransformersForCausalLM"),
+    "SmolLM3ForCausalLM": ("transformers", "TransformersForCausalLM"),
 }
+INTERFACE = "vllm_logscale"  # the Transformers backend's attention function "vllm", queries scaled first
 
 _REFUSED_ROPE = {
     "dynamic": "vLLM computes dynamic NTK's frequencies once for the engine's longest length, transformers per "
@@ -125,8 +133,10 @@ class ServingPlan:
                     "served unlike transformers: refused"
                 )
 
-    def install(self, model: torch.nn.Module) -> int:
-        """Wrap the rotary embedding of each selected attention module; returns how many were wrapped."""
+    def install(self, model: torch.nn.Module, interface: bool = False) -> int:
+        """Wrap the rotary embedding of each selected attention module, or (``interface``: vLLM's Transformers
+        backend, where transformers' modules rotate inside their own forward) give each a table that the attention
+        function applies; returns how many were scaled."""
         from vllm.model_executor.layers.attention_layer_base import AttentionLayerBase
 
         # the modules that own a vLLM attention layer (gpt-oss's decoder layer calls its attention module `attn`)
@@ -149,7 +159,8 @@ class ServingPlan:
                 )
             if indices[name] not in chosen:
                 continue
-            device = cache.device if cache is not None else torch.device("cpu")
+            weight = next(module.parameters(), None)  # where vLLM built the layer (a transformers module: no cache)
+            device = cache.device if cache is not None else weight.device if weight is not None else torch.device("cpu")
             if self.variant is None or self.variant.scale.scheme_name == "none":
                 if self.native is None:
                     continue
@@ -166,13 +177,19 @@ class ServingPlan:
                 if key not in tables:
                     table = scale_table(scheme, self.max_len, window)
                     tables[key] = (table[:, heads[0] : heads[1]].contiguous() if heads else table).to(device)
-            if rope is None:  # vLLM's Granite skips the rotary call on layers with RoPE base 0
+            if interface:
+                module.logscale_scale = QueryScale(tables[key])
+            elif rope is None:  # vLLM's Granite skips the rotary call on layers with RoPE base 0
                 raise UserError(
                     f"hf-logscale in vLLM: {name} applies no RoPE (a NoPE layer); the plugin scales queries inside "
                     "the rotary call, so this layer would run unscaled: refused (select other layers with layers=)"
                 )
-            module.rotary_emb = ScaledRotary(rope, tables[key])
+            else:
+                module.rotary_emb = ScaledRotary(rope, tables[key])
             wrapped += 1
+        if interface:
+            _register_interface()
+            model.config.get_text_config()._attn_implementation = INTERFACE
         return wrapped
 
 
@@ -192,6 +209,11 @@ def _head_slice(module: torch.nn.Module, scheme: Scheme) -> tuple[int, int] | No
         return None
     total = getattr(module, "total_num_heads", None) or getattr(module, "num_attention_heads", None)  # gpt-oss:
     local = getattr(module, "num_heads", None) or getattr(module, "num_local_attention_heads", None)  # other names
+    if total is None and hasattr(module, "config"):  # a transformers module (Transformers backend)
+        from vllm.distributed import get_tensor_model_parallel_world_size
+
+        total = module.config.num_attention_heads
+        local = total // get_tensor_model_parallel_world_size()
     if total is None or local is None:
         raise UserError(f"hf-logscale in vLLM: {type(module).__name__} does not state its heads; per-head refused")
     if scheme.heads != total:
@@ -206,6 +228,46 @@ def native_table(beta: float, anchor: int, length: int) -> torch.Tensor:
     """Ministral 3's ``1 + β·ln(1 + ⌊pos / L0⌋)`` for positions 0 … length − 1 (float64, rounded once)."""
     pos = torch.arange(length, dtype=torch.float64)
     return (1.0 + beta * torch.log1p(torch.floor(pos / anchor))).to(torch.float32)
+
+
+def _scaled(query: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``query * s`` in float32 (``s`` broadcasts against it), cast back to the query's dtype once."""
+    if query.dtype == torch.float32:
+        return query * s
+    return (query.float() * s).to(query.dtype)
+
+
+class QueryScale(torch.nn.Module):
+    """The table of one transformers attention module under vLLM's Transformers backend: its queries
+    ([1, heads, tokens, head_dim]) times s(n) for each token's absolute position."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, query: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        s = self.table[positions.reshape(-1)]  # [tokens] or [tokens, heads]
+        s = s.T[None, :, :, None] if s.dim() == 2 else s.view(1, 1, -1, 1)
+        return _scaled(query, s)
+
+
+def _scaled_vllm_attention(module, query, key, value, attention_mask, **kwargs):
+    """vLLM's attention function for transformers modules, after the module's queries are scaled."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    scale = getattr(module, "logscale_scale", None)
+    if scale is not None:
+        positions = kwargs.get("position_ids")
+        if positions is None:
+            raise UserError(f"hf-logscale in vLLM: {type(module).__name__} received no position_ids; refused")
+        query = scale(query, positions)
+    return ALL_ATTENTION_FUNCTIONS["vllm"](module, query, key, value, attention_mask, **kwargs)
+
+
+def _register_interface() -> None:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    ALL_ATTENTION_FUNCTIONS.register(INTERFACE, _scaled_vllm_attention)
 
 
 class ScaledRotary(torch.nn.Module):
@@ -224,9 +286,7 @@ class ScaledRotary(torch.nn.Module):
             s = self.table[positions][..., None]
         else:
             s = self.table[positions].view(-1, *([1] * (query.dim() - 1)))
-        if query.dtype == torch.float32:
-            return (query * s).reshape(shape), key
-        return (query.float() * s).to(query.dtype).reshape(shape), key
+        return _scaled(query, s).reshape(shape), key
 
 
 def serving_plan(config: Any, max_len: int) -> ServingPlan | None:
@@ -289,7 +349,7 @@ def _subclass(arch: str) -> type:
             plan.prepare(model_config.hf_config)
         base.__init__(self, vllm_config=vllm_config, prefix=prefix)
         if plan is not None:
-            wrapped = plan.install(self)
+            wrapped = plan.install(self, interface=module == "transformers")
             log.info("hf-logscale: %s on %d attention layers, L = %s", plan.label, wrapped, plan.train_len)
 
     return type(arch, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": arch})
