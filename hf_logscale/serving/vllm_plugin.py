@@ -17,10 +17,10 @@ Ministral 3 (served by vLLM's Mistral class) multiplies its queries by ``1 + Î²Â
 (``rope_parameters["llama_4_scaling_beta"]``); vLLM skips it for Hugging Face-format configs. The plugin applies it
 as transformers does; a scheme replaces it (the two never stack), as the transformers patch does.
 
-Refused, with the reason: dynamic NTK and LongRoPE (vLLM fixes their frequencies once per engine where
-transformers recomputes them per sequence), a context longer than a RoPE table covers, layers that skip the rotary
-call (NoPE), and a ``logscale`` entry on an architecture the plugin does not cover. Per-head parameters give each
-query head its own column of the table (under tensor parallelism each rank takes the columns of the heads it
+Refused, with the reason: dynamic NTK and LongRoPE (vLLM fixes their frequencies once per engine where transformers
+recomputes them per sequence), a context longer than a RoPE table covers, layers that skip the rotary call (NoPE) in
+vLLM's own classes, and a ``logscale`` entry on an architecture the plugin does not cover. Per-head parameters give
+each query head its own column of the table (under tensor parallelism each rank takes the columns of the heads it
 holds).
 """
 
@@ -136,7 +136,8 @@ class ServingPlan:
     def install(self, model: torch.nn.Module, interface: bool = False) -> int:
         """Wrap the rotary embedding of each selected attention module, or (``interface``: vLLM's Transformers
         backend, where transformers' modules rotate inside their own forward) give each a table that the attention
-        function applies; returns how many were scaled."""
+        function applies; returns how many were scaled. Runs inside vLLM's model construction, whose default device
+        is the one the model is built on."""
         from vllm.model_executor.layers.attention_layer_base import AttentionLayerBase
 
         # the modules that own a vLLM attention layer (gpt-oss's decoder layer calls its attention module `attn`)
@@ -159,24 +160,23 @@ class ServingPlan:
                 )
             if indices[name] not in chosen:
                 continue
-            weight = next(module.parameters(), None)  # where vLLM built the layer (a transformers module: no cache)
-            device = cache.device if cache is not None else weight.device if weight is not None else torch.device("cpu")
+            where = cache.device if cache is not None else torch.get_default_device()
             if self.variant is None or self.variant.scale.scheme_name == "none":
                 if self.native is None:
                     continue
-                key: Any = ("native", device)  # the architecture's own scale: by position, every layer
+                key: Any = ("native", where)  # the architecture's own scale: by position, every layer
                 if key not in tables:
-                    tables[key] = native_table(*self.native, self.max_len).to(device)
+                    tables[key] = native_table(*self.native, self.max_len).to(where)
             else:
                 scheme = self.variant.scale.build(self.train_len, layer=indices[name])
                 if scheme.identity:
                     continue
                 window = getattr(module.attn, "sliding_window", None)
                 heads = _head_slice(module, scheme)  # this rank's query heads, for per-head parameters
-                key = (scheme, window, device, heads)
+                key = (scheme, window, where, heads)
                 if key not in tables:
                     table = scale_table(scheme, self.max_len, window)
-                    tables[key] = (table[:, heads[0] : heads[1]].contiguous() if heads else table).to(device)
+                    tables[key] = (table[:, heads[0] : heads[1]].contiguous() if heads else table).to(where)
             if interface:
                 module.logscale_scale = QueryScale(tables[key])
             elif rope is None:  # vLLM's Granite skips the rotary call on layers with RoPE base 0
@@ -188,8 +188,14 @@ class ServingPlan:
                 module.rotary_emb = ScaledRotary(rope, tables[key])
             wrapped += 1
         if interface:
+            text = model.config.get_text_config()
+            if text._attn_implementation != "vllm":
+                raise UserError(
+                    f"hf-logscale in vLLM: the Transformers backend chose attention {text._attn_implementation!r} "
+                    "for this model; the plugin scales queries before vLLM's 'vllm' attention only: refused"
+                )
             _register_interface()
-            model.config.get_text_config()._attn_implementation = INTERFACE
+            text._attn_implementation = INTERFACE
         return wrapped
 
 
@@ -352,7 +358,9 @@ def _subclass(arch: str) -> type:
             wrapped = plan.install(self, interface=module == "transformers")
             log.info("hf-logscale: %s on %d attention layers, L = %s", plan.label, wrapped, plan.train_len)
 
-    return type(arch, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": arch})
+    # vLLM reads the class name (its Transformers backend checks for "TransformersForCausalLM"): the base's; the
+    # qualified name stays the architecture, which this module resolves
+    return type(base.__name__, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": arch})
 
 
 def __getattr__(name: str) -> type:  # vLLM imports "hf_logscale.serving.vllm_plugin:<Architecture>" lazily
@@ -377,6 +385,13 @@ def register() -> None:
     def checked(architectures: Any, model_config: Any) -> tuple[type, str]:
         cls, arch = resolve(architectures, model_config)
         if getattr(model_config.hf_config, ENTRY, None) is not None and cls.__module__ != __name__:
+            asked = [architectures] if isinstance(architectures, str) else list(architectures or [])
+            covered = [a for a in asked if a in ARCHITECTURES]
+            if covered:
+                raise UserError(
+                    f"hf-logscale in vLLM: {covered[0]} resolved to vLLM's {cls.__name__} (--model-impl "
+                    f"{getattr(model_config, 'model_impl', '?')}), not the plugin's; serve it with --model-impl auto"
+                )
             raise UserError(
                 f"hf-logscale in vLLM: the model carries a `{ENTRY}` entry but vLLM serves it with {cls.__name__}, "
                 f"which the plugin does not cover ({', '.join(ARCHITECTURES)}); it would run unscaled"

@@ -303,6 +303,8 @@ def test_refused_settings_fail_before_serving():
         engine(REFERENCE_MODEL, hf_overrides={"logscale": {"variant": "dynamic:factor=8+logn"}})
     with pytest.raises(Exception, match="RoPE table covers 2048 positions, max_model_len is 4096"):
         engine(REFERENCE_MODEL, max_model_len=16 * L, hf_overrides={"logscale": {"variant": "yarn:factor=8+logn"}})
+    with pytest.raises(Exception, match="resolved to vLLM's TransformersForCausalLM .*serve it with --model-impl auto"):
+        engine(REFERENCE_MODEL, model_impl="transformers", hf_overrides={"logscale": {"variant": "logn"}})
 
 
 @pytest.mark.parametrize("variant", [None, "logn:train_len=16", "yarn:factor=16,attention_factor=1"])
