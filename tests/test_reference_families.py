@@ -12,13 +12,12 @@ import warnings
 import pytest
 import torch
 import transformers
-from conftest import ids
+from conftest import V5, ids
 from reference import reference_logits
 from transformers import AutoModelForCausalLM
 
 pytestmark = pytest.mark.core
 
-V5 = int(transformers.__version__.split(".")[0]) >= 5
 BOUND = 3e-5  # as in test_zoo: float32 model against the float64 reference
 
 COMMON = dict(

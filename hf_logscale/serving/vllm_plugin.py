@@ -37,7 +37,7 @@ import torch
 from ..config import LogScaleConfig
 from ..errors import UserError
 from ..patching.families import NativeScale
-from ..rope import rope_config_update, rope_params
+from ..rope import rope_config_update
 from ..schemes import Scheme
 from ..train_length import resolve_train_len
 from ..variants import Variant, parse_variant
@@ -78,18 +78,15 @@ _REFUSED_ROPE = {
     "longrope": "vLLM picks LongRoPE's factor set once for the engine, transformers per sequence",
 }
 # the RoPE keys vLLM's gpt-oss class reads (it builds YaRN from them whatever else the config says)
-_GPT_OSS_ROPE = frozenset(
-    [
-        "rope_type",
-        "type",
-        "rope_theta",
-        "factor",
-        "original_max_position_embeddings",
-        "beta_fast",
-        "beta_slow",
-        "truncate",
-    ]
-)
+_GPT_OSS_ROPE = {
+    "rope_type",
+    "rope_theta",
+    "factor",
+    "original_max_position_embeddings",
+    "beta_fast",
+    "beta_slow",
+    "truncate",
+}
 _NATIVE = NativeScale()  # Ministral 3's own query scale, as transformers applies it
 
 
@@ -122,8 +119,7 @@ class ServingPlan:
             raise UserError(f"hf-logscale in vLLM: RoPE type {refused[0]!r} is refused: {_REFUSED_ROPE[refused[0]]}")
         if kinds == {"default"} and getattr(config, "max_position_embeddings", 0) < self.max_len:
             config.max_position_embeddings = self.max_len
-        if getattr(config, "model_type", None) == "gpt_oss":
-            params = rope_params(config) or {}  # transformers 4.x: rope_scaling and rope_theta
+        if getattr(config, "model_type", None) == "gpt_oss":  # vLLM 0.32 needs transformers 5: one flat dict
             dropped = sorted(k for k, v in params.items() if v is not None and k not in _GPT_OSS_ROPE)
             if params.get("rope_type") != "yarn" or dropped:
                 raise UserError(
